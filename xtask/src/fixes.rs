@@ -79,7 +79,8 @@ pub const FIXES: &[Fix] = &[
 /// Applies every fix to the surface, in order.
 pub fn apply_all(surface: &mut Value) -> Result<()> {
     for fix in FIXES {
-        (fix.apply)(surface).with_context(|| format!("spec fix `{}` no longer applies", fix.name))?;
+        (fix.apply)(surface)
+            .with_context(|| format!("spec fix `{}` no longer applies", fix.name))?;
     }
     Ok(())
 }
@@ -90,10 +91,14 @@ fn at<'a>(root: &'a mut Value, path: &[&str]) -> Result<&'a mut Value> {
     for key in path {
         node = match node {
             Value::Sequence(seq) => {
-                let i: usize = key.parse().with_context(|| format!("`{key}` is not an index"))?;
+                let i: usize = key
+                    .parse()
+                    .with_context(|| format!("`{key}` is not an index"))?;
                 seq.get_mut(i).with_context(|| format!("no index {i}"))?
             }
-            Value::Mapping(map) => map.get_mut(*key).with_context(|| format!("no key `{key}` in {path:?}"))?,
+            Value::Mapping(map) => map
+                .get_mut(*key)
+                .with_context(|| format!("no key `{key}` in {path:?}"))?,
             _ => bail!("`{key}` of {path:?} is not inside a mapping or sequence"),
         };
     }
@@ -108,7 +113,17 @@ fn set(node: &mut Value, key: &str, value: Value) -> Result<()> {
 }
 
 fn nullable_webhook_timestamps(spec: &mut Value) -> Result<()> {
-    let props = at(spec, &["components", "schemas", "WebhookResponse", "allOf", "1", "properties"])?;
+    let props = at(
+        spec,
+        &[
+            "components",
+            "schemas",
+            "WebhookResponse",
+            "allOf",
+            "1",
+            "properties",
+        ],
+    )?;
     for field in [
         "created_at",
         "last_failure_at",
@@ -123,7 +138,10 @@ fn nullable_webhook_timestamps(spec: &mut Value) -> Result<()> {
 }
 
 fn nullable_event_user_parent(spec: &mut Value) -> Result<()> {
-    let props = at(spec, &["components", "schemas", "EventResponse", "properties"])?;
+    let props = at(
+        spec,
+        &["components", "schemas", "EventResponse", "properties"],
+    )?;
     for field in ["user", "parent"] {
         let prop = at(props, &[field])?;
         at(prop, &["allOf"])?;
@@ -158,7 +176,11 @@ fn named_opt_fields_enums(spec: &mut Value) -> Result<()> {
             "description",
             Value::from(format!(
                 "A property that `opt_fields` can ask {} to include.",
-                if *name == "WebhookListOptField" { "getWebhooks" } else { "a webhook response" }
+                if *name == "WebhookListOptField" {
+                    "getWebhooks"
+                } else {
+                    "a webhook response"
+                }
             )),
         )?;
         match hoisted.iter().find(|(n, _)| n == name) {
@@ -194,7 +216,17 @@ fn strip_description(v: &Value) -> Value {
 
 fn plain_filter_items(spec: &mut Value) -> Result<()> {
     for schema in ["WebhookRequest", "WebhookUpdateRequest"] {
-        let items = at(spec, &["components", "schemas", schema, "properties", "filters", "items"])?;
+        let items = at(
+            spec,
+            &[
+                "components",
+                "schemas",
+                schema,
+                "properties",
+                "filters",
+                "items",
+            ],
+        )?;
         let first = at(items, &["allOf", "0", "$ref"])?.clone();
         if first.as_str() != Some("#/components/schemas/WebhookFilter") {
             bail!("{schema}.filters items no longer start with WebhookFilter");
@@ -205,7 +237,16 @@ fn plain_filter_items(spec: &mut Value) -> Result<()> {
 }
 
 fn update_filters_absent_or_empty(spec: &mut Value) -> Result<()> {
-    let filters = at(spec, &["components", "schemas", "WebhookUpdateRequest", "properties", "filters"])?;
+    let filters = at(
+        spec,
+        &[
+            "components",
+            "schemas",
+            "WebhookUpdateRequest",
+            "properties",
+            "filters",
+        ],
+    )?;
     set(filters, "nullable", Value::Bool(true))
 }
 
@@ -215,7 +256,9 @@ fn error_responses_decoded_by_hand(spec: &mut Value) -> Result<()> {
             let Ok(responses) = at(spec, &["paths", path, method, "responses"]) else {
                 continue;
             };
-            let responses = responses.as_mapping_mut().context("responses is not a mapping")?;
+            let responses = responses
+                .as_mapping_mut()
+                .context("responses is not a mapping")?;
             let before = responses.len();
             responses.retain(|status, _| !is_error_status(status));
             if responses.len() == before {
@@ -294,21 +337,28 @@ mod tests {
     #[test]
     fn labels_only_opening_unlabelled_fences() {
         let text = "a\n```\ncurl x\n```\n\n```json\n{}\n```\n";
-        assert_eq!(label_fences(text).unwrap(), "a\n```text\ncurl x\n```\n\n```json\n{}\n```\n");
+        assert_eq!(
+            label_fences(text).unwrap(),
+            "a\n```text\ncurl x\n```\n\n```json\n{}\n```\n"
+        );
         assert_eq!(label_fences("```rust\nx\n```"), None);
     }
 
     #[test]
     fn a_fix_whose_target_is_gone_is_an_error() {
         let mut spec: Value = serde_yaml::from_str("components: {schemas: {}}").unwrap();
-        let err = nullable_webhook_timestamps(&mut spec).unwrap_err().to_string();
+        let err = nullable_webhook_timestamps(&mut spec)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("WebhookResponse"), "{err}");
     }
 
     #[test]
     fn differing_opt_fields_enums_are_not_merged() {
         let op = |values: &str| {
-            format!("{{parameters: [{{name: opt_fields, in: query, schema: {{type: array, items: {{type: string, enum: [{values}]}}}}}}]}}")
+            format!(
+                "{{parameters: [{{name: opt_fields, in: query, schema: {{type: array, items: {{type: string, enum: [{values}]}}}}}}]}}"
+            )
         };
         let doc = format!(
             "paths:\n  /webhooks: {{get: {}, post: {}}}\n  /webhooks/{{webhook_gid}}: {{get: {}, put: {}}}\ncomponents: {{schemas: {{}}}}\n",

@@ -1,9 +1,9 @@
 //! `cargo xtask regen [--check]`: the vendored spec → the derived webhooks
 //! surface → progenitor → formatted, committed Rust.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::io::Write;
 
 use anyhow::{Context, Result, bail};
 use progenitor::{GenerationSettings, Generator, HooksMode, InterfaceStyle, TagStyle};
@@ -34,13 +34,17 @@ pub fn workspace_root() -> PathBuf {
 
 /// Lowercase hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Derives both outputs from the vendored spec, in memory.
 pub fn render(root: &Path) -> Result<Vec<Output>> {
     let spec_path = root.join(VENDORED_SPEC);
-    let raw = std::fs::read(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
+    let raw =
+        std::fs::read(&spec_path).with_context(|| format!("reading {}", spec_path.display()))?;
     let sha = sha256_hex(&raw);
     let full: serde_yaml::Value =
         serde_yaml::from_slice(&raw).with_context(|| format!("{VENDORED_SPEC} is not YAML"))?;
@@ -59,8 +63,14 @@ pub fn render(root: &Path) -> Result<Vec<Output>> {
          // xtask/src and run `cargo xtask regen`.\n\n"
     );
     Ok(vec![
-        Output { path: DERIVED_SPEC, contents: derived_yaml },
-        Output { path: GENERATED_RS, contents: format!("{header}{code}") },
+        Output {
+            path: DERIVED_SPEC,
+            contents: derived_yaml,
+        },
+        Output {
+            path: GENERATED_RS,
+            contents: format!("{header}{code}"),
+        },
     ])
 }
 
@@ -137,7 +147,11 @@ fn rustfmt(code: &str, root: &Path) -> Result<String> {
         .stderr(Stdio::piped())
         .spawn()
         .context("running rustfmt (install it with `rustup component add rustfmt`)")?;
-    child.stdin.take().expect("piped stdin").write_all(code.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(code.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("rustfmt failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -160,7 +174,8 @@ pub fn run(check: bool) -> Result<Vec<&'static str>> {
         if check {
             print_diff(output.path, &current, &output.contents);
         } else {
-            std::fs::write(&path, &output.contents).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, &output.contents)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(stale)
@@ -170,8 +185,9 @@ fn print_diff(path: &str, old: &str, new: &str) {
     let diff = similar::TextDiff::from_lines(old, new);
     print!(
         "{}",
-        diff.unified_diff()
-            .context_radius(3)
-            .header(&format!("a/{path} (committed)"), &format!("b/{path} (regenerated)"))
+        diff.unified_diff().context_radius(3).header(
+            &format!("a/{path} (committed)"),
+            &format!("b/{path} (regenerated)")
+        )
     );
 }

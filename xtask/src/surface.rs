@@ -20,7 +20,14 @@ pub const EXTRA_SCHEMAS: &[&str] = &["ErrorResponse", "EventResponse"];
 
 /// Top-level `info` keys worth keeping; the rest is documentation-site data
 /// (schema whitelists, public descriptions).
-const INFO_KEYS: &[&str] = &["title", "description", "termsOfService", "contact", "license", "version"];
+const INFO_KEYS: &[&str] = &[
+    "title",
+    "description",
+    "termsOfService",
+    "contact",
+    "license",
+    "version",
+];
 
 /// Returns the webhooks surface of `full`: `openapi`, `info`, `servers`,
 /// `security`, the webhook paths, and every component they reference,
@@ -58,7 +65,12 @@ pub fn extract(full: &Value) -> Result<Value> {
     }
 
     let mut out = Mapping::new();
-    out.insert("openapi".into(), full.get("openapi").cloned().context("no `openapi` version")?);
+    out.insert(
+        "openapi".into(),
+        full.get("openapi")
+            .cloned()
+            .context("no `openapi` version")?,
+    );
     let mut info = Mapping::new();
     if let Some(full_info) = full.get("info").and_then(Value::as_mapping) {
         for key in INFO_KEYS {
@@ -192,11 +204,19 @@ components:
         let names: Vec<_> = schemas.keys().map(|k| k.as_str().unwrap()).collect();
         assert_eq!(names, ["A", "B", "ErrorResponse", "EventResponse", "User"]);
         assert!(surface["paths"].get("/tasks").is_none());
-        assert!(surface["paths"]["/webhooks"]["get"].get("x-readme").is_none());
+        assert!(
+            surface["paths"]["/webhooks"]["get"]
+                .get("x-readme")
+                .is_none()
+        );
         assert!(schemas["A"].get("x-insert-after").is_none());
         assert!(surface["info"].get("x-docs-schema-whitelist").is_none());
         assert!(surface["components"]["responses"].get("Tasks").is_none());
-        assert!(surface["components"]["securitySchemes"].get("token").is_some());
+        assert!(
+            surface["components"]["securitySchemes"]
+                .get("token")
+                .is_some()
+        );
     }
 
     #[test]

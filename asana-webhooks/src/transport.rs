@@ -1,0 +1,55 @@
+//! The hooks every generated operation runs through: authentication, the
+//! wire fixes of [`crate::wire`], and the user agent.
+//!
+//! The generated client is built with `HooksMode::Expected`, so an operation
+//! that bypassed these hooks would not compile.
+
+use std::fmt;
+
+use progenitor_client::{ClientHooks, OperationInfo};
+use reqwest::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
+
+use crate::generated;
+use crate::wire;
+
+/// Per-client state that the hooks need; the generated client's inner value.
+#[derive(Clone)]
+pub struct Transport {
+    authorization: HeaderValue,
+    user_agent: HeaderValue,
+}
+
+impl Transport {
+    /// `authorization` must already be marked sensitive.
+    pub(crate) fn new(authorization: HeaderValue, user_agent: HeaderValue) -> Self {
+        debug_assert!(authorization.is_sensitive());
+        Self {
+            authorization,
+            user_agent,
+        }
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("authorization", &"Bearer <redacted>")
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
+}
+
+impl ClientHooks<Transport> for generated::Client {
+    async fn pre<E>(
+        &self,
+        request: &mut reqwest::Request,
+        _info: &OperationInfo,
+    ) -> Result<(), progenitor_client::Error<E>> {
+        wire::join_comma_params(request.url_mut());
+        let headers = request.headers_mut();
+        wire::strip_undeclared_headers(headers);
+        headers.insert(AUTHORIZATION, self.inner.authorization.clone());
+        headers.insert(USER_AGENT, self.inner.user_agent.clone());
+        Ok(())
+    }
+}
