@@ -32,6 +32,16 @@ pub enum Error {
     /// timeout, or the connection broke while the body was read.
     #[error("could not reach Asana: {}", source_chain(.0))]
     Transport(#[source] reqwest::Error),
+    /// Creating a webhook through its handshake failed after Asana answered,
+    /// or timed out.
+    #[error(transparent)]
+    Handshake(#[from] crate::handshake::HandshakeError),
+    /// The secret store failed.
+    #[error(transparent)]
+    Store(#[from] crate::secrets::StoreError),
+    /// A delivery's signature was refused.
+    #[error(transparent)]
+    Signature(#[from] crate::signature::SignatureError),
     /// A successful answer whose body does not have the documented shape.
     #[error("Asana's answer could not be decoded: {message}")]
     Decode {

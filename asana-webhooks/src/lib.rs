@@ -63,8 +63,15 @@
 
 mod client;
 mod error;
+pub mod event;
 mod filter;
+#[cfg(feature = "receiver")]
+mod handshake;
+#[cfg(feature = "receiver")]
+pub mod receiver;
 mod secret;
+pub mod secrets;
+pub mod signature;
 mod transport;
 mod webhooks;
 mod wire;
@@ -75,7 +82,12 @@ pub mod generated;
 
 pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_USER_AGENT, Token, TokenKind};
 pub use error::{ApiError, AsanaError, Error};
+pub use event::{Delivery, Event, EventAction};
 pub use generated::types;
+#[cfg(feature = "receiver")]
+pub use handshake::{
+    CreateWithHandshake, DEFAULT_HANDSHAKE_TIMEOUT, EnsuredWebhook, HandshakeError, HandshakeExt,
+};
 pub use secret::HookSecret;
 pub use webhooks::{
     CreateWebhook, CreatedWebhook, DeleteWebhook, GetWebhook, GetWebhooks, MAX_PAGE_SIZE, NextPage,
