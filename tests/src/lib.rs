@@ -1,1 +1,222 @@
+//! Test support: a small Asana stand-in on 127.0.0.1.
+//!
+//! [`FakeAsana`] serves `POST /webhooks` the way Asana does, handshake
+//! included: while the create request is open it POSTs `X-Hook-Secret` to
+//! the target and fails the create unless the target echoes it. It signs
+//! deliveries with its own HMAC code, independent of the crate under test.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, post};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+/// The lowercase hex HMAC-SHA256 of `body` keyed with `secret`.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// How the fake answers createWebhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateBehaviour {
+    /// Handshake, then 201 with the same secret (what Asana does).
+    Normal,
+    /// Handshake, then 201 with a different secret.
+    MismatchedSecret,
+    /// Never handshakes and never answers.
+    Hang,
+    /// 403 "Duplicated webhook", no handshake.
+    Duplicate,
+}
+
+#[derive(Default)]
+struct Log {
+    created: Vec<(String, String, String)>,
+    deleted: Vec<String>,
+    next_gid: u64,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    behaviour: Arc<Mutex<CreateBehaviour>>,
+    log: Arc<Mutex<Log>>,
+    http: reqwest::Client,
+}
+
+/// The fake Asana server.
+pub struct FakeAsana {
+    /// Base URL to give `ClientBuilder::base_url`.
+    pub base_url: String,
+    state: FakeState,
+}
+
+impl FakeAsana {
+    /// Starts the fake on an ephemeral loopback port.
+    pub async fn start() -> Self {
+        let state = FakeState {
+            behaviour: Arc::new(Mutex::new(CreateBehaviour::Normal)),
+            log: Arc::new(Mutex::new(Log {
+                next_gid: 1000,
+                ..Default::default()
+            })),
+            http: reqwest::Client::new(),
+        };
+        let app = axum::Router::new()
+            .route("/webhooks", post(create))
+            .route("/webhooks/{gid}", delete(remove).get(get_one))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self {
+            base_url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Changes how the next creates are answered.
+    pub fn set_behaviour(&self, behaviour: CreateBehaviour) {
+        *self.state.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// `(gid, target, secret)` of every webhook created.
+    pub fn created(&self) -> Vec<(String, String, String)> {
+        self.state.log.lock().unwrap().created.clone()
+    }
+
+    /// The gids deleted.
+    pub fn deleted(&self) -> Vec<String> {
+        self.state.log.lock().unwrap().deleted.clone()
+    }
+
+    /// A client for this fake.
+    pub fn client(&self) -> asana_webhooks::Client {
+        asana_webhooks::Client::builder()
+            .token("0/fake")
+            .base_url(&self.base_url)
+            .build()
+            .unwrap()
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> (StatusCode, Json<Value>) {
+    (status, Json(json!({"errors": [{"message": message}]})))
+}
+
+async fn create(
+    State(state): State<FakeState>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let behaviour = *state.behaviour.lock().unwrap();
+    let data = &body["data"];
+    let (Some(resource), Some(target)) = (data["resource"].as_str(), data["target"].as_str())
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "You should specify one of resource",
+        );
+    };
+    match behaviour {
+        CreateBehaviour::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return error(StatusCode::GATEWAY_TIMEOUT, "hung");
+        }
+        CreateBehaviour::Duplicate => return error(StatusCode::FORBIDDEN, "Duplicated webhook"),
+        _ => {}
+    }
+    let gid = {
+        let mut log = state.log.lock().unwrap();
+        log.next_gid += 1;
+        log.next_gid.to_string()
+    };
+    let secret = hmac_hex(
+        "fake-asana-secret-seed",
+        format!("{gid}{target}").as_bytes(),
+    );
+    let handshake = state
+        .http
+        .post(target)
+        .header("X-Hook-Secret", &secret)
+        .send()
+        .await;
+    let echoed = match handshake {
+        Ok(response) if matches!(response.status().as_u16(), 200 | 204) => response
+            .headers()
+            .get("x-hook-secret")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        _ => None,
+    };
+    if echoed.as_deref() != Some(secret.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "The remote server did not respond with the handshake secret.",
+        );
+    }
+    state
+        .log
+        .lock()
+        .unwrap()
+        .created
+        .push((gid.clone(), target.to_string(), secret.clone()));
+    let answered_secret = match behaviour {
+        CreateBehaviour::MismatchedSecret => "0".repeat(64),
+        _ => secret,
+    };
+    let webhook = json!({"gid": gid, "resource_type": "webhook", "active": true,
+        "resource": {"gid": resource, "resource_type": "task"}, "target": target});
+    (
+        StatusCode::CREATED,
+        Json(json!({"data": webhook, "X-Hook-Secret": answered_secret})),
+    )
+}
+
+async fn remove(State(state): State<FakeState>, Path(gid): Path<String>) -> Json<Value> {
+    state.log.lock().unwrap().deleted.push(gid);
+    Json(json!({"data": {}}))
+}
+
+async fn get_one(
+    State(state): State<FakeState>,
+    Path(gid): Path<String>,
+) -> (StatusCode, Json<Value>) {
+    let log = state.log.lock().unwrap();
+    match log.created.iter().find(|(g, _, _)| *g == gid) {
+        Some((_, target, _)) => (
+            StatusCode::OK,
+            Json(
+                json!({"data": {"gid": gid, "resource_type": "webhook", "active": true, "target": target}}),
+            ),
+        ),
+        None => error(StatusCode::NOT_FOUND, "webhook: Unknown object"),
+    }
+}
+
+/// Serves `router` on an ephemeral loopback port; returns its address.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// POSTs a delivery signed with `secret` (or with the given raw signature
+/// header) to `url`; returns the status.
+pub async fn deliver(url: &str, body: &[u8], signature: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("X-Hook-Signature", signature);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
