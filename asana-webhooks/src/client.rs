@@ -7,6 +7,7 @@ use reqwest::header::HeaderValue;
 
 use crate::error::Error;
 use crate::generated;
+use crate::retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, Limits, RetryPolicy};
 use crate::transport::Transport;
 
 /// Asana's production API.
@@ -138,6 +139,9 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     root_certificates: Vec<reqwest::Certificate>,
     http: Option<reqwest::Client>,
+    retry: RetryPolicy,
+    max_reads: Option<usize>,
+    max_writes: Option<usize>,
 }
 
 impl Default for ClientBuilder {
@@ -150,6 +154,9 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             root_certificates: Vec::new(),
             http: None,
+            retry: RetryPolicy::default(),
+            max_reads: Some(ASANA_MAX_CONCURRENT_READS),
+            max_writes: Some(ASANA_MAX_CONCURRENT_WRITES),
         }
     }
 }
@@ -201,6 +208,27 @@ impl ClientBuilder {
         self
     }
 
+    /// How failed requests are retried; default [`RetryPolicy::default`].
+    /// [`RetryPolicy::none`] switches retrying off.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The most GET requests in flight at once; further ones wait in the
+    /// client. Default 50, Asana's per-token limit; `None` for no limit.
+    pub fn max_concurrent_reads(mut self, limit: Option<usize>) -> Self {
+        self.max_reads = limit;
+        self
+    }
+
+    /// The most POST, PUT and DELETE requests in flight at once. Default 15,
+    /// Asana's per-token limit; `None` for no limit.
+    pub fn max_concurrent_writes(mut self, limit: Option<usize>) -> Self {
+        self.max_writes = limit;
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
         let token = self.token.ok_or_else(|| {
@@ -225,7 +253,8 @@ impl ClientBuilder {
                 .build()
                 .map_err(|e| Error::Config(format!("the HTTP client could not be built: {e}")))?,
         };
-        let transport = Transport::new(token.header()?, user_agent);
+        let limits = Limits::new(self.max_reads, self.max_writes);
+        let transport = Transport::new(token.header()?, user_agent, self.retry, limits);
         Ok(Client {
             api: generated::Client::new_with_client(&base_url, http, transport),
         })

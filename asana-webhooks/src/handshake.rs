@@ -1,6 +1,5 @@
 //! Creating a webhook through its handshake, with the secret stored safely.
 
-use std::future::Future;
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
@@ -152,8 +151,8 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
     }
 
     /// Creates the webhook; see [`HandshakeExt::create_webhook_with_handshake`].
-    pub fn send(self) -> impl Future<Output = Result<CreatedWebhook, Error>> + Send + use<'a, S> {
-        async move {
+    pub async fn send(self) -> Result<CreatedWebhook, Error> {
+        {
             let target = TargetKey::from_url(&self.target)?;
             // The window outlives the request by a little, so a handshake
             // that races the timeout is still recorded rather than refused.

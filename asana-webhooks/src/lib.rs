@@ -67,8 +67,10 @@ pub mod event;
 mod filter;
 #[cfg(feature = "receiver")]
 mod handshake;
+mod pagination;
 #[cfg(feature = "receiver")]
 pub mod receiver;
+mod retry;
 mod secret;
 pub mod secrets;
 pub mod signature;
@@ -88,6 +90,7 @@ pub use generated::types;
 pub use handshake::{
     CreateWithHandshake, DEFAULT_HANDSHAKE_TIMEOUT, EnsuredWebhook, HandshakeError, HandshakeExt,
 };
+pub use retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, RetryPolicy};
 pub use secret::HookSecret;
 pub use webhooks::{
     CreateWebhook, CreatedWebhook, DeleteWebhook, GetWebhook, GetWebhooks, MAX_PAGE_SIZE, NextPage,

@@ -1,5 +1,6 @@
 //! The hooks every generated operation runs through: authentication, the
-//! wire fixes of [`crate::wire`], and the user agent.
+//! wire fixes of [`crate::wire`], the user agent, and (in `exec`) the
+//! retries and concurrency limits of [`crate::retry`].
 //!
 //! The generated client is built with `HooksMode::Expected`, so an operation
 //! that bypassed these hooks would not compile.
@@ -10,6 +11,7 @@ use progenitor_client::{ClientHooks, OperationInfo};
 use reqwest::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
 
 use crate::generated;
+use crate::retry::{self, Limits, RetryPolicy};
 use crate::wire;
 
 /// Per-client state that the hooks need; the generated client's inner value.
@@ -17,15 +19,24 @@ use crate::wire;
 pub struct Transport {
     authorization: HeaderValue,
     user_agent: HeaderValue,
+    retry: RetryPolicy,
+    limits: Limits,
 }
 
 impl Transport {
     /// `authorization` must already be marked sensitive.
-    pub(crate) fn new(authorization: HeaderValue, user_agent: HeaderValue) -> Self {
+    pub(crate) fn new(
+        authorization: HeaderValue,
+        user_agent: HeaderValue,
+        retry: RetryPolicy,
+        limits: Limits,
+    ) -> Self {
         debug_assert!(authorization.is_sensitive());
         Self {
             authorization,
             user_agent,
+            retry,
+            limits,
         }
     }
 }
@@ -35,6 +46,8 @@ impl fmt::Debug for Transport {
         f.debug_struct("Transport")
             .field("authorization", &"Bearer <redacted>")
             .field("user_agent", &self.user_agent)
+            .field("retry", &self.retry)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -51,5 +64,20 @@ impl ClientHooks<Transport> for generated::Client {
         headers.insert(AUTHORIZATION, self.inner.authorization.clone());
         headers.insert(USER_AGENT, self.inner.user_agent.clone());
         Ok(())
+    }
+
+    async fn exec(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        retry::execute(
+            &self.client,
+            &self.inner.retry,
+            &self.inner.limits,
+            request,
+            info.operation_id,
+        )
+        .await
     }
 }

@@ -110,6 +110,10 @@ impl GetWebhooks<'_> {
         self
     }
 
+    pub(crate) fn has_limit(&self) -> bool {
+        self.limit.is_some()
+    }
+
     /// Sends the request and returns one page.
     pub async fn send(self) -> Result<Page<Webhook>, Error> {
         let mut request = self.client.api.get_webhooks().workspace(self.workspace);

@@ -220,3 +220,119 @@ pub async fn deliver(url: &str, body: &[u8], signature: Option<&str>) -> u16 {
     }
     request.send().await.unwrap().status().as_u16()
 }
+
+/// One canned answer of a [`Scripted`] server.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Value,
+    /// How long to wait before answering (real time).
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// A JSON answer.
+    pub fn json(status: u16, body: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Answers after `delay`.
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct ScriptState {
+    replies: std::collections::VecDeque<Reply>,
+    fallback: Option<Reply>,
+    requests: Vec<String>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+/// A server that answers requests with a script of replies, in order, and
+/// records what it was asked and how many requests overlapped.
+#[derive(Clone)]
+pub struct Scripted {
+    /// Base URL to give `ClientBuilder::base_url`.
+    pub base_url: String,
+    state: Arc<Mutex<ScriptState>>,
+}
+
+impl Scripted {
+    /// Starts a server that answers with `replies` in order, then with
+    /// `fallback` (or 500 when there is none).
+    pub async fn start(replies: Vec<Reply>, fallback: Option<Reply>) -> Self {
+        let state = Arc::new(Mutex::new(ScriptState {
+            replies: replies.into(),
+            fallback,
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(scripted)
+            .with_state(Arc::clone(&state));
+        let addr = serve(app).await;
+        Self {
+            base_url: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// `METHOD path?query` of every request received, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
+    }
+}
+
+async fn scripted(
+    State(state): State<Arc<Mutex<ScriptState>>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let reply = {
+        let mut s = state.lock().unwrap();
+        s.requests.push(format!("{method} {uri}"));
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        s.replies
+            .pop_front()
+            .or_else(|| s.fallback.clone())
+            .unwrap_or_else(|| {
+                Reply::json(500, json!({"errors": [{"message": "script exhausted"}]}))
+            })
+    };
+    tokio::time::sleep(reply.delay).await;
+    state.lock().unwrap().in_flight -= 1;
+    let mut response = (
+        StatusCode::from_u16(reply.status).unwrap(),
+        Json(reply.body),
+    )
+        .into_response();
+    for (name, value) in reply.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}

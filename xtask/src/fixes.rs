@@ -284,11 +284,11 @@ fn text_code_fences(spec: &mut Value) -> Result<()> {
             Value::Mapping(map) => {
                 for (k, v) in map.iter_mut() {
                     if k.as_str() == Some("description") {
-                        if let Value::String(s) = v {
-                            if let Some(fixed) = label_fences(s) {
-                                *s = fixed;
-                                *count += 1;
-                            }
+                        if let Value::String(s) = v
+                            && let Some(fixed) = label_fences(s)
+                        {
+                            *s = fixed;
+                            *count += 1;
                         }
                     } else {
                         walk(v, count);

@@ -133,8 +133,69 @@ fn generate(api: &openapiv3::OpenAPI, root: &Path) -> Result<String> {
     let tokens = generator
         .generate_tokens(api)
         .map_err(|e| anyhow::anyhow!("progenitor failed: {e}"))?;
-    let file: syn::File = syn::parse2(tokens).context("progenitor's output is not valid Rust")?;
+    let file: syn::File =
+        syn::parse2(doc_lines(tokens)).context("progenitor's output is not valid Rust")?;
     rustfmt(&prettyplease::unparse(&file), root)
+}
+
+/// Splits every multi-line `#[doc = "…"]` into one attribute per line.
+///
+/// prettyplease prints a multi-line doc string as a `/** … */` block, and
+/// rustfmt then indents the block's continuation lines inside nested
+/// modules; rustdoc reads those indented lines as code blocks and runs them
+/// as doctests. One `///` line per attribute keeps every line as written.
+fn doc_lines(tokens: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
+    use quote::quote;
+
+    let mut out = TokenStream::new();
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(tree) = iter.next() {
+        match tree {
+            TokenTree::Punct(ref hash) if hash.as_char() == '#' => {
+                let next = iter.peek().cloned();
+                let doc = match &next {
+                    Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Bracket => {
+                        syn::parse2::<syn::MetaNameValue>(group.stream())
+                            .ok()
+                            .and_then(|meta| {
+                                let syn::Expr::Lit(syn::ExprLit {
+                                    lit: syn::Lit::Str(text),
+                                    ..
+                                }) = &meta.value
+                                else {
+                                    return None;
+                                };
+                                (meta.path.is_ident("doc") && text.value().contains('\n'))
+                                    .then(|| text.value())
+                            })
+                    }
+                    _ => None,
+                };
+                match doc {
+                    Some(text) => {
+                        iter.next();
+                        for line in text.split('\n') {
+                            let line = if line.is_empty() || line.starts_with(' ') {
+                                line.to_string()
+                            } else {
+                                format!(" {line}")
+                            };
+                            out.extend(quote! { #[doc = #line] });
+                        }
+                    }
+                    None => out.extend([tree]),
+                }
+            }
+            TokenTree::Group(group) => {
+                let mut inner = Group::new(group.delimiter(), doc_lines(group.stream()));
+                inner.set_span(group.span());
+                out.extend([TokenTree::Group(inner)]);
+            }
+            other => out.extend([other]),
+        }
+    }
+    out
 }
 
 /// Runs rustfmt (with the workspace's configuration) over `code`.
