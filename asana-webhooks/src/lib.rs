@@ -71,6 +71,8 @@ mod pagination;
 #[cfg(feature = "receiver")]
 pub mod receiver;
 mod retry;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 mod secret;
 pub mod secrets;
 pub mod signature;

@@ -1,0 +1,170 @@
+//! A local, Asana-compatible server for the webhook API: try the whole
+//! webhook lifecycle with no Asana account (Asana itself refuses
+//! `localhost` targets).
+//!
+//! It behaves as Asana does for the five webhook operations: bearer-token
+//! auth, `{"data": …}` envelopes, the compact representation unless
+//! `opt_fields` asks for more, pagination with opaque offsets that expire,
+//! the "Duplicated webhook" 403, filter rules for workspace and team
+//! webhooks, the real `X-Hook-Secret` handshake, signed and batched
+//! deliveries, heartbeats, and retries with the delivery bookkeeping
+//! (`last_failure_at`, `delivery_retry_count`, `next_attempt_after`, …) up
+//! to deleting a webhook whose target keeps failing for 24 hours.
+//!
+//! Time can run faster than the wall clock ([`SandboxBuilder::time_scale`])
+//! so that hours of retries pass in seconds.
+//!
+//! Besides Asana's API it has one control endpoint,
+//! `POST /sandbox/events` with `{"resource", "action", "parent"?, "field"?}`,
+//! which emits an event as if someone had changed that resource.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use asana_webhooks::sandbox::{Sandbox, seed};
+//! let sandbox = Sandbox::builder().time_scale(3600.0).start("127.0.0.1:0").await?;
+//! let client = asana_webhooks::Client::builder()
+//!     .token("any-token")
+//!     .base_url(sandbox.base_url())
+//!     .build()
+//!     .unwrap();
+//! let page = client.get_webhooks(seed::WORKSPACE).send().await.unwrap();
+//! # Ok(()) }
+//! ```
+
+mod clock;
+mod delivery;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use state::EmittedEvent;
+
+/// The objects every sandbox starts with, at fixed gids.
+pub mod seed {
+    /// The workspace ("Sandbox Workspace").
+    pub const WORKSPACE: &str = "1100000000000001";
+    /// A team in the workspace ("Sandbox Team").
+    pub const TEAM: &str = "1100000000000002";
+    /// A project of the team ("Sandbox Project").
+    pub const PROJECT: &str = "1100000000000003";
+    /// A task in the project ("Sandbox Task").
+    pub const TASK: &str = "1100000000000004";
+    /// The user every request acts as.
+    pub const USER: &str = "1100000000000005";
+
+    /// A line per seeded object, for start-up messages and `--help`.
+    pub const SUMMARY: &str = "workspace 1100000000000001 (Sandbox Workspace)\n\
+        team      1100000000000002 (Sandbox Team, in the workspace)\n\
+        project   1100000000000003 (Sandbox Project, in the team)\n\
+        task      1100000000000004 (Sandbox Task, in the project)\n\
+        user      1100000000000005 (the user every request acts as)";
+}
+
+/// Settings of a sandbox; start with [`Sandbox::builder`].
+#[derive(Debug, Clone)]
+pub struct SandboxBuilder {
+    time_scale: f64,
+    rate_limit_every: Option<u32>,
+    retry_after: Duration,
+    offset_ttl: Duration,
+}
+
+/// A running sandbox. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Sandbox {
+    addr: SocketAddr,
+    state: Arc<state::Sandbox>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.state.shutdown();
+    }
+}
+
+impl Sandbox {
+    /// Settings with defaults: real time, no injected rate limits.
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder {
+            time_scale: 1.0,
+            rate_limit_every: None,
+            retry_after: Duration::from_secs(1),
+            offset_ttl: Duration::from_secs(600),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give [`crate::ClientBuilder::base_url`].
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/1.0", self.addr)
+    }
+
+    /// Emits an event, as `POST /sandbox/events` does; returns the gids of
+    /// the webhooks it was queued for.
+    pub fn emit(&self, event: EmittedEvent) -> Result<Vec<String>, String> {
+        self.state.emit(event)
+    }
+
+    /// Serves until the task is aborted (for the command line).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+impl SandboxBuilder {
+    /// Sandbox seconds per real second: 3600 makes an hour pass each
+    /// second, so retries, heartbeats (every 8 h) and deletion after 24 h of
+    /// failures can be watched. Default 1.
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        self
+    }
+
+    /// Answers every `n`th API request with 429 and `Retry-After`, to
+    /// exercise rate-limit handling. Off by default.
+    pub fn rate_limit_every(mut self, n: Option<u32>, retry_after: Duration) -> Self {
+        self.rate_limit_every = n.filter(|n| *n > 0);
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// How long (in sandbox time) a pagination offset stays valid; default 10 min.
+    pub fn offset_ttl(mut self, ttl: Duration) -> Self {
+        self.offset_ttl = ttl;
+        self
+    }
+
+    /// Starts the sandbox on `addr` (use port 0 for any free port).
+    pub async fn start(self, addr: &str) -> std::io::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = state::Sandbox::new(state::Settings {
+            clock: clock::Clock::new(self.time_scale),
+            rate_limit_every: self.rate_limit_every,
+            retry_after: self.retry_after,
+            offset_ttl: self.offset_ttl,
+        });
+        let app = routes::router(Arc::clone(&state));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Sandbox {
+            addr,
+            state,
+            server,
+        })
+    }
+}

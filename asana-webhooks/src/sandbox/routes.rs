@@ -1,0 +1,277 @@
+//! The sandbox's HTTP surface: Asana's five webhook operations under
+//! `/api/1.0`, and the `/sandbox/events` control endpoint.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use super::state::{EmittedEvent, Failure, Sandbox};
+
+type Shared = Arc<Sandbox>;
+
+pub(crate) fn router(sandbox: Shared) -> Router {
+    let api = Router::new()
+        .route("/webhooks", get(list).post(create))
+        .route("/webhooks/{gid}", get(get_one).put(update).delete(remove))
+        .layer(middleware::from_fn_with_state(Arc::clone(&sandbox), guard));
+    Router::new()
+        .nest("/api/1.0", api)
+        .route("/sandbox/events", post(emit))
+        .with_state(sandbox)
+}
+
+/// The query string as (key, value) pairs, repeated keys kept.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<String>) -> Self {
+        let raw = raw.unwrap_or_default();
+        Self(
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn one(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn pretty(&self) -> bool {
+        self.one("opt_pretty")
+            .is_some_and(|v| v.is_empty() || v == "true")
+    }
+}
+
+fn failure(f: Failure) -> Response {
+    let mut response = (
+        StatusCode::from_u16(f.status).expect("valid status"),
+        axum::Json(f.body()),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+fn answer(status: StatusCode, body: Value, pretty: bool) -> Response {
+    let text = if pretty {
+        serde_json::to_string_pretty(&body)
+    } else {
+        serde_json::to_string(&body)
+    };
+    let mut response = (status, text.expect("JSON serialises")).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// Bearer auth and injected rate limits, before any operation.
+async fn guard(State(sandbox): State<Shared>, request: Request, next: Next) -> Response {
+    let authorised = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| !token.trim().is_empty());
+    if !authorised {
+        return failure(Failure::new(401, "Not Authorized"));
+    }
+    if let Some(wait) = sandbox.rate_limited() {
+        let mut response = failure(Failure::new(
+            429,
+            "You have made too many requests recently. Please, be chill.",
+        ));
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+/// The `data` object of a request body, refusing anything else the way
+/// Asana does.
+fn data(body: &Bytes) -> Result<Value, Failure> {
+    let parsed: Value = serde_json::from_slice(body)
+        .map_err(|_| Failure::new(400, "Could not parse request data, invalid JSON"))?;
+    match parsed.get("data") {
+        Some(data @ Value::Object(_)) => Ok(data.clone()),
+        _ => Err(Failure::new(400, "You should specify one of resource")),
+    }
+}
+
+async fn list(State(sandbox): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw);
+    let result = (|| {
+        let workspace = query
+            .one("workspace")
+            .ok_or_else(|| Failure::new(400, "workspace: Missing input"))?;
+        let limit = match query.one("limit") {
+            Some(text) => Some(
+                text.parse::<u32>()
+                    .map_err(|_| Failure::new(400, "limit: Must be between 1 and 100"))?,
+            ),
+            None => None,
+        };
+        let fields = Sandbox::opt_fields(&query.all("opt_fields"), true)?;
+        let (items, next, paged) = sandbox.list(
+            workspace,
+            query.one("resource"),
+            limit,
+            query.one("offset"),
+            &fields,
+        )?;
+        let mut body = json!({ "data": items });
+        if paged {
+            body["next_page"] = next.unwrap_or(Value::Null);
+        }
+        Ok::<_, Failure>(body)
+    })();
+    match result {
+        Ok(body) => answer(StatusCode::OK, body, query.pretty()),
+        Err(f) => failure(f),
+    }
+}
+
+async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let query = Query::parse(raw);
+    let prepared = data(&body).and_then(|data| {
+        let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
+        Ok((sandbox.prepare_create(&data)?, fields))
+    });
+    let ((gid, secret, filters, resource, target), fields) = match prepared {
+        Ok(ok) => ok,
+        Err(f) => return failure(f),
+    };
+    // The handshake happens while the create request is still open.
+    let handshake = sandbox
+        .http
+        .post(&target)
+        .header("x-hook-secret", &secret)
+        .send()
+        .await;
+    let echoed = match &handshake {
+        Ok(response) if matches!(response.status().as_u16(), 200 | 204) => {
+            response
+                .headers()
+                .get("x-hook-secret")
+                .and_then(|v| v.to_str().ok())
+                == Some(secret.as_str())
+        }
+        _ => false,
+    };
+    if !echoed {
+        let why = match handshake {
+            Ok(response) => format!(
+                "it answered {} without echoing X-Hook-Secret",
+                response.status()
+            ),
+            Err(e) => format!("it could not be reached: {e}"),
+        };
+        return failure(Failure::new(
+            400,
+            format!("The handshake with {target} failed: {why}"),
+        ));
+    }
+    match sandbox.insert(gid.clone(), resource, target, filters, secret.clone()) {
+        Ok(_) => {
+            let rendered = sandbox.get(&gid, &fields).expect("just inserted");
+            answer(
+                StatusCode::CREATED,
+                json!({ "data": rendered, "X-Hook-Secret": secret }),
+                query.pretty(),
+            )
+        }
+        Err(f) => failure(f),
+    }
+}
+
+async fn get_one(
+    State(sandbox): State<Shared>,
+    Path(gid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let query = Query::parse(raw);
+    match Sandbox::opt_fields(&query.all("opt_fields"), false)
+        .and_then(|fields| sandbox.get(&gid, &fields))
+    {
+        Ok(webhook) => answer(StatusCode::OK, json!({ "data": webhook }), query.pretty()),
+        Err(f) => failure(f),
+    }
+}
+
+async fn update(
+    State(sandbox): State<Shared>,
+    Path(gid): Path<String>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let query = Query::parse(raw);
+    let result = data(&body).and_then(|data| {
+        let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
+        sandbox.update(&gid, &data, &fields)
+    });
+    match result {
+        Ok(webhook) => answer(StatusCode::OK, json!({ "data": webhook }), query.pretty()),
+        Err(f) => failure(f),
+    }
+}
+
+async fn remove(
+    State(sandbox): State<Shared>,
+    Path(gid): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    match sandbox.delete(&gid) {
+        Ok(()) => answer(
+            StatusCode::OK,
+            json!({ "data": {} }),
+            Query::parse(raw).pretty(),
+        ),
+        Err(f) => failure(f),
+    }
+}
+
+async fn emit(State(sandbox): State<Shared>, body: Bytes) -> Response {
+    let event: EmittedEvent = match serde_json::from_slice(&body) {
+        Ok(event) => event,
+        Err(e) => {
+            return failure(Failure::new(
+                400,
+                format!("expected {{\"resource\", \"action\", \"parent\"?, \"field\"?}}: {e}"),
+            ));
+        }
+    };
+    match sandbox.emit(event) {
+        Ok(queued) => answer(
+            StatusCode::ACCEPTED,
+            json!({ "data": { "queued_for": queued } }),
+            false,
+        ),
+        Err(message) => failure(Failure::new(404, message)),
+    }
+}
