@@ -1,0 +1,189 @@
+//! The command line's arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use asana_webhooks::types::WebhookFilter;
+
+const ABOUT: &str = "Manage and receive Asana webhooks.";
+
+const LONG_ABOUT: &str = "\
+Manage and receive Asana webhooks.
+
+Creating a webhook is a handshake: while the create request is in flight,
+Asana POSTs an X-Hook-Secret header to the target, which must echo it; the
+secret then signs every delivery, so `listen` creates webhooks itself and
+keeps the secret. Asana refuses localhost targets: try everything locally
+with `sandbox`, an Asana-compatible server on your machine.";
+
+/// The sandbox's seeded objects, shown by `sandbox --help`.
+const SANDBOX_HELP: &str = asana_webhooks::sandbox::seed::SUMMARY;
+
+#[derive(Debug, Parser)]
+#[command(name = "asana-webhooks", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Asana personal access token or OAuth access token.
+    #[arg(long, env = "ASANA_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+
+    /// API base URL (a sandbox prints its own).
+    #[arg(long, env = "ASANA_BASE_URL", default_value = asana_webhooks::DEFAULT_BASE_URL, global = true)]
+    pub base_url: String,
+
+    /// Attempts per request: 429s, 5xx answers and refused connections are
+    /// retried with backoff (1 = no retries).
+    #[arg(long, env = "ASANA_MAX_ATTEMPTS", default_value_t = 5, global = true)]
+    pub max_attempts: u32,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the webhooks of a workspace, every page.
+    List {
+        /// The workspace gid.
+        #[arg(long)]
+        workspace: String,
+        /// Only webhooks on this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one webhook with its delivery bookkeeping.
+    Get {
+        /// The webhook gid.
+        gid: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Create a webhook. Something must answer the handshake at the
+    /// target; use `listen --resource --target` to have this tool do it.
+    Create {
+        /// The resource gid to watch.
+        #[arg(long)]
+        resource: String,
+        /// The URL Asana delivers to.
+        #[arg(long)]
+        target: String,
+        /// A filter: TYPE[/SUBTYPE]:ACTION[:FIELD,FIELD…], e.g. task:changed:due_on.
+        #[arg(long = "filter", value_name = "SPEC", value_parser = parse_filter)]
+        filters: Vec<WebhookFilter>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Replace a webhook's filters, or clear them.
+    Update {
+        /// The webhook gid.
+        gid: String,
+        /// A filter: TYPE[/SUBTYPE]:ACTION[:FIELD,FIELD…].
+        #[arg(long = "filter", value_name = "SPEC", value_parser = parse_filter, required_unless_present = "clear_filters", conflicts_with = "clear_filters")]
+        filters: Vec<WebhookFilter>,
+        /// Remove every filter.
+        #[arg(long)]
+        clear_filters: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a webhook.
+    Delete {
+        /// The webhook gid.
+        gid: String,
+    },
+    /// Receive deliveries: print one JSON line per verified event.
+    Listen(Listen),
+    /// Run a local Asana-compatible sandbox.
+    #[command(after_help = SANDBOX_HELP)]
+    Sandbox {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        addr: String,
+        /// Sandbox seconds per real second (3600: an hour per second).
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+    },
+    /// Ask a running sandbox (at --base-url) to emit an event.
+    Trigger {
+        /// The seeded resource that changed.
+        #[arg(long)]
+        resource: String,
+        /// changed, added, removed, deleted or undeleted.
+        #[arg(long)]
+        action: String,
+        /// For added/removed: the parent.
+        #[arg(long)]
+        parent: Option<String>,
+        /// For changed: the field.
+        #[arg(long)]
+        field: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Listen {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Create a webhook on this resource through the handshake.
+    #[arg(long, requires = "target")]
+    pub resource: Option<String>,
+    /// The public URL that reaches this listener (with --resource).
+    #[arg(long, requires = "resource")]
+    pub target: Option<String>,
+    /// Filters for the webhook created with --resource.
+    #[arg(long = "filter", value_name = "SPEC", value_parser = parse_filter)]
+    pub filters: Vec<WebhookFilter>,
+    /// Where the webhook secrets are kept (JSON, mode 0600).
+    #[arg(long, default_value = "asana-webhooks-secrets.json")]
+    pub secrets: PathBuf,
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `TYPE[/SUBTYPE]:ACTION[:FIELD,FIELD…]`.
+pub fn parse_filter(spec: &str) -> Result<WebhookFilter, String> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(kind), Some(action)) = (parts.next(), parts.next()) else {
+        return Err(format!(
+            "`{spec}` is not TYPE[/SUBTYPE]:ACTION[:FIELD,…] (e.g. task:changed:due_on)"
+        ));
+    };
+    let (resource_type, subtype) = match kind.split_once('/') {
+        Some((t, s)) => (t, Some(s)),
+        None => (kind, None),
+    };
+    if resource_type.is_empty() || action.is_empty() {
+        return Err(format!("`{spec}` needs a resource type and an action"));
+    }
+    let mut filter = WebhookFilter::new(resource_type, action);
+    if let Some(subtype) = subtype.filter(|s| !s.is_empty()) {
+        filter = filter.with_subtype(subtype);
+    }
+    if let Some(fields) = parts.next() {
+        filter = filter.with_fields(fields.split(',').map(str::trim).filter(|f| !f.is_empty()));
+    }
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_specs() {
+        let f = parse_filter("task/milestone:changed:due_on, name").unwrap();
+        assert_eq!(f.resource_type.as_deref(), Some("task"));
+        assert_eq!(f.resource_subtype.as_deref(), Some("milestone"));
+        assert_eq!(f.fields, ["due_on", "name"]);
+        assert!(parse_filter("task").is_err());
+        assert!(parse_filter(":changed").is_err());
+    }
+}
