@@ -21,19 +21,31 @@
 //!    read one, replace its filters, delete it.
 //!
 //! ```no_run
-//! use asana_webhooks::{Client, types::{WebhookFilter, WebhookListOptField}};
+//! use asana_webhooks::receiver::{Notification, Receiver};
+//! use asana_webhooks::secrets::FileSecretStore;
+//! use asana_webhooks::types::{WebhookFilter, WebhookListOptField};
+//! use asana_webhooks::{Client, HandshakeExt};
 //!
-//! # async fn run() -> Result<(), asana_webhooks::Error> {
-//! let client = Client::new(std::env::var("ASANA_TOKEN").unwrap_or_default())?;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::new(std::env::var("ASANA_TOKEN")?)?;
 //!
+//! // The receiver must be serving before the create: Asana sends the
+//! // handshake while createWebhook is in flight.
+//! let store = FileSecretStore::open("secrets.json").await?;
+//! let (receiver, mut notifications) = Receiver::new(store.clone());
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! tokio::spawn(receiver.serve(listener, std::future::pending()));
+//!
+//! // 1. Create: the handshake is accepted for this target only while this
+//! //    call runs, and its secret is checked against the 201 answer, then stored.
 //! let created = client
-//!     .create_webhook("1204519866405712", "https://example.com/hooks/project-1")
+//!     .create_webhook_with_handshake(&store, "1204519866405712", "https://hooks.example.com/asana")
 //!     .filter(WebhookFilter::new("task", "changed").with_fields(["due_on"]))
 //!     .send()
 //!     .await?;
 //! let gid = created.webhook.gid.clone().unwrap_or_default();
-//! // Keep `created.secret` somewhere safe.
 //!
+//! // 3. Manage: pages keep their `next_page`; streams walk them all.
 //! let page = client
 //!     .get_webhooks("1331")
 //!     .limit(100)
@@ -41,12 +53,41 @@
 //!     .send()
 //!     .await?;
 //! println!("{} webhooks, more after {:?}", page.items.len(), page.next_offset());
-//!
 //! client.update_webhook(&gid).clear_filters().send().await?;
+//!
+//! // 2. Receive: verified deliveries, acknowledged before your code runs.
+//! while let Some(notification) = notifications.recv().await {
+//!     match notification {
+//!         Notification::Events { events, .. } => {
+//!             for event in events {
+//!                 println!("{} {} {}", event.action, event.resource.resource_type, event.resource.gid);
+//!             }
+//!         }
+//!         Notification::Heartbeat { .. } => {}
+//!         _ => {}
+//!     }
+//! }
 //! client.delete_webhook(&gid).send().await?;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Outside axum, [`signature::verify`] checks a delivery on its own, and
+//! [`event::Delivery`] decodes it.
+//!
+//! # Retries and limits
+//!
+//! Every request, generated or hand-written, goes through one transport:
+//! 429s wait for `Retry-After`; 500/502/503/504 and broken connections back
+//! off exponentially with jitter (never for createWebhook, where a retry
+//! could create a second webhook); at most 50 reads and 15 writes are in
+//! flight per client. See [`RetryPolicy`] and [`ClientBuilder`].
+//!
+//! # Features
+//!
+//! - `receiver` (default): the axum [`receiver`] and [`HandshakeExt`].
+//! - `sandbox`: a local Asana-compatible server (`sandbox` module).
+//! - `cli`: the `asana-webhooks` command line.
 //!
 //! # Errors
 //!
@@ -94,6 +135,11 @@ pub use handshake::{
 };
 pub use retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, RetryPolicy};
 pub use secret::HookSecret;
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub use webhooks::{
     CreateWebhook, CreatedWebhook, DeleteWebhook, GetWebhook, GetWebhooks, MAX_PAGE_SIZE, NextPage,
     Page, UpdateWebhook, Webhook,
