@@ -269,9 +269,21 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Awaits a generated operation, mapping its error into ours.
+pub(crate) async fn generated<T>(
+    call: impl std::future::Future<
+        Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<()>>,
+    >,
+) -> Result<progenitor_client::ResponseValue<T>, Error> {
+    match call.await {
+        Ok(response) => Ok(response),
+        Err(e) => Err(from_generated(e).await),
+    }
+}
+
 /// Maps the generated layer's error into ours; reads the body of an
 /// unexpected (non-2xx) answer.
-pub(crate) async fn from_generated(error: progenitor_client::Error<()>) -> Error {
+async fn from_generated(error: progenitor_client::Error<()>) -> Error {
     use progenitor_client::Error as G;
     match error {
         G::InvalidRequest(message) => Error::InvalidRequest(message),

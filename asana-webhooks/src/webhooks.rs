@@ -137,16 +137,11 @@ impl GetWebhooks<'_> {
         if let Some(pretty) = self.opt_pretty {
             request = request.opt_pretty(pretty);
         }
-        match request.send().await {
-            Ok(response) => {
-                let body = response.into_inner();
-                Ok(Page {
-                    items: body.data,
-                    next_page: body.next_page.and_then(|p| p.0),
-                })
-            }
-            Err(e) => Err(error::from_generated(e).await),
-        }
+        let body = error::generated(request.send()).await?.into_inner();
+        Ok(Page {
+            items: body.data,
+            next_page: body.next_page.and_then(|p| p.0),
+        })
     }
 }
 
@@ -201,20 +196,16 @@ impl CreateWebhook<'_> {
         if let Some(pretty) = self.opt_pretty {
             request = request.opt_pretty(pretty);
         }
-        match request.send().await {
-            Ok(response) => {
-                let header_secret = response
-                    .headers()
-                    .get("x-hook-secret")
-                    .and_then(|v| v.to_str().ok())
-                    .map(HookSecret::new);
-                let body = response.into_inner();
-                let webhook = body.data.ok_or_else(|| missing_data("createWebhook"))?;
-                let secret = body.x_hook_secret.map(HookSecret::new).or(header_secret);
-                Ok(CreatedWebhook { webhook, secret })
-            }
-            Err(e) => Err(error::from_generated(e).await),
-        }
+        let response = error::generated(request.send()).await?;
+        let header_secret = response
+            .headers()
+            .get("x-hook-secret")
+            .and_then(|v| v.to_str().ok())
+            .map(HookSecret::new);
+        let body = response.into_inner();
+        let webhook = body.data.ok_or_else(|| missing_data("createWebhook"))?;
+        let secret = body.x_hook_secret.map(HookSecret::new).or(header_secret);
+        Ok(CreatedWebhook { webhook, secret })
     }
 }
 
@@ -250,13 +241,11 @@ impl GetWebhook<'_> {
         if let Some(pretty) = self.opt_pretty {
             request = request.opt_pretty(pretty);
         }
-        match request.send().await {
-            Ok(response) => response
-                .into_inner()
-                .data
-                .ok_or_else(|| missing_data("getWebhook")),
-            Err(e) => Err(error::from_generated(e).await),
-        }
+        error::generated(request.send())
+            .await?
+            .into_inner()
+            .data
+            .ok_or_else(|| missing_data("getWebhook"))
     }
 }
 
@@ -313,13 +302,11 @@ impl UpdateWebhook<'_> {
         if let Some(pretty) = self.opt_pretty {
             request = request.opt_pretty(pretty);
         }
-        match request.send().await {
-            Ok(response) => response
-                .into_inner()
-                .data
-                .ok_or_else(|| missing_data("updateWebhook")),
-            Err(e) => Err(error::from_generated(e).await),
-        }
+        error::generated(request.send())
+            .await?
+            .into_inner()
+            .data
+            .ok_or_else(|| missing_data("updateWebhook"))
     }
 }
 
@@ -345,10 +332,7 @@ impl DeleteWebhook<'_> {
         if let Some(pretty) = self.opt_pretty {
             request = request.opt_pretty(pretty);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(error::from_generated(e).await),
-        }
+        error::generated(request.send()).await.map(drop)
     }
 }
 

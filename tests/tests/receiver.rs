@@ -21,6 +21,18 @@ async fn next(notifications: &mut Notifications) -> Notification {
         .expect("open")
 }
 
+/// A store that already holds `secret` for the target `path`.
+async fn store_with(path: &str, secret: &str) -> MemorySecretStore {
+    let store = MemorySecretStore::new();
+    let record = StoredSecret {
+        target: TargetKey::from_path_and_query(path),
+        webhook_gid: None,
+        secret: HookSecret::new(secret),
+    };
+    store.save(record).await.unwrap();
+    store
+}
+
 /// A receiver mounted at `/hooks` of a server on 127.0.0.1.
 async fn receiver<S: SecretStore>(store: S) -> (String, Receiver<S>, Notifications) {
     let (receiver, notifications) = Receiver::new(store);
@@ -132,15 +144,7 @@ async fn the_explicit_opt_in_accepts_a_handshake_outside_a_window() {
 
 #[tokio::test]
 async fn bad_signatures_get_401_and_never_reach_the_handler() {
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret {
-            target: TargetKey::from_path_and_query("/hooks/a"),
-            webhook_gid: None,
-            secret: HookSecret::new("right"),
-        })
-        .await
-        .unwrap();
+    let store = store_with("/hooks/a", "right").await;
     let (base, _receiver, mut notifications) = receiver(store).await;
     let url = format!("{base}/a");
     let body = EXAMPLE.as_bytes();
@@ -193,15 +197,7 @@ async fn bad_signatures_get_401_and_never_reach_the_handler() {
 
 #[tokio::test]
 async fn an_oversized_body_gets_413() {
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret {
-            target: TargetKey::from_path_and_query("/a"),
-            webhook_gid: None,
-            secret: HookSecret::new("s"),
-        })
-        .await
-        .unwrap();
+    let store = store_with("/a", "s").await;
     let (receiver, mut notifications) = Receiver::builder(store).body_limit(1024).build();
     let addr = serve(receiver.router()).await;
     let big = format!(r#"{{"events":[],"padding":"{}"}}"#, "x".repeat(2048));
@@ -235,15 +231,7 @@ fn futures_body(bytes: Vec<u8>) -> reqwest::Body {
 
 #[tokio::test]
 async fn unknown_actions_and_fields_are_accepted() {
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret {
-            target: TargetKey::from_path_and_query("/hooks/a"),
-            webhook_gid: None,
-            secret: HookSecret::new("s"),
-        })
-        .await
-        .unwrap();
+    let store = store_with("/hooks/a", "s").await;
     let (base, _receiver, mut notifications) = receiver(store).await;
     let body = br#"{"events":[{"user":null,"action":"teleported","resource":{"gid":"1","resource_type":"task","new":true},"created_at":"2026-01-01T00:00:00Z","surprise":[1]}],"also":"new"}"#;
     assert_eq!(
@@ -261,15 +249,7 @@ async fn unknown_actions_and_fields_are_accepted() {
 
 #[tokio::test]
 async fn a_full_queue_answers_503_and_the_retried_delivery_arrives() {
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret {
-            target: TargetKey::from_path_and_query("/a"),
-            webhook_gid: None,
-            secret: HookSecret::new("s"),
-        })
-        .await
-        .unwrap();
+    let store = store_with("/a", "s").await;
     let (receiver, mut notifications) = Receiver::builder(store).queue_capacity(1).build();
     let addr = serve(receiver.router()).await;
     let url = format!("http://{addr}/a");
