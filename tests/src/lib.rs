@@ -5,6 +5,8 @@
 //! the target and fails the create unless the target echoes it. It signs
 //! deliveries with its own HMAC code, independent of the crate under test.
 
+pub mod spec;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
