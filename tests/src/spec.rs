@@ -202,17 +202,16 @@ fn check_at(spec: &Value, schema: &Value, value: &Value, at: &str, problems: &mu
         ));
         return;
     }
-    if let Some(allowed) = resolved.get("enum").and_then(Value::as_array) {
-        if !allowed.contains(value) {
-            problems.push(format!("{at}: {value} is not one of {allowed:?}"));
-        }
+    if let Some(allowed) = resolved.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{at}: {value} is not one of {allowed:?}"));
     }
-    if resolved.get("format").and_then(Value::as_str) == Some("date-time") {
-        if let Some(text) = value.as_str() {
-            if chrono::DateTime::parse_from_rfc3339(text).is_err() {
-                problems.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
-            }
-        }
+    if resolved.get("format").and_then(Value::as_str) == Some("date-time")
+        && let Some(text) = value.as_str()
+        && chrono::DateTime::parse_from_rfc3339(text).is_err()
+    {
+        problems.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
     }
     match value {
         Value::Object(fields) if kind == Some("object") => {
