@@ -338,3 +338,130 @@ async fn scripted(
     }
     response
 }
+
+/// How a [`Target`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetMode {
+    /// Echoes handshakes, answers 200 to deliveries.
+    Healthy,
+    /// Echoes handshakes, answers 500 to deliveries.
+    Failing,
+    /// Answers 200 to handshakes without echoing the secret.
+    NoEcho,
+}
+
+/// A delivery a [`Target`] received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The request path and query.
+    pub path: String,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// The `X-Hook-Signature` header.
+    pub signature: Option<String>,
+}
+
+#[derive(Default)]
+struct TargetState {
+    mode: Option<TargetMode>,
+    handshakes: Vec<(String, String)>,
+    deliveries: Vec<Received>,
+}
+
+/// A webhook target on 127.0.0.1 that records what Asana (or the sandbox)
+/// sends it: handshakes and deliveries, on any path.
+#[derive(Clone)]
+pub struct Target {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    state: Arc<Mutex<TargetState>>,
+}
+
+impl Target {
+    /// Starts a healthy target.
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(TargetState {
+            mode: Some(TargetMode::Healthy),
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(target)
+            .with_state(Arc::clone(&state));
+        let addr = serve(app).await;
+        Self {
+            base: format!("http://{addr}"),
+            state,
+        }
+    }
+
+    /// Changes how it answers from now on.
+    pub fn set_mode(&self, mode: TargetMode) {
+        self.state.lock().unwrap().mode = Some(mode);
+    }
+
+    /// `(path, secret)` of every handshake received.
+    pub fn handshakes(&self) -> Vec<(String, String)> {
+        self.state.lock().unwrap().handshakes.clone()
+    }
+
+    /// Every delivery received, in order.
+    pub fn deliveries(&self) -> Vec<Received> {
+        self.state.lock().unwrap().deliveries.clone()
+    }
+
+    /// Waits (at most 10 s) until `done` holds for the deliveries.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let deliveries = self.deliveries();
+            if done(&deliveries) {
+                return deliveries;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; got {deliveries:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn target(
+    State(state): State<Arc<Mutex<TargetState>>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let mut state = state.lock().unwrap();
+    let mode = state.mode.unwrap_or(TargetMode::Healthy);
+    if let Some(secret) = headers.get("x-hook-secret").and_then(|v| v.to_str().ok()) {
+        state.handshakes.push((path, secret.to_string()));
+        let mut response = StatusCode::OK.into_response();
+        if mode != TargetMode::NoEcho {
+            response
+                .headers_mut()
+                .insert("x-hook-secret", secret.parse().unwrap());
+        }
+        return response;
+    }
+    let signature = headers
+        .get("x-hook-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    state.deliveries.push(Received {
+        path,
+        body: body.to_vec(),
+        signature,
+    });
+    match mode {
+        TargetMode::Failing => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "target is down").into_response()
+        }
+        _ => StatusCode::OK.into_response(),
+    }
+}
