@@ -17,6 +17,14 @@ fn answer(status: StatusCode, text: &'static str) -> Response {
     (status, text).into_response()
 }
 
+fn store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> Response {
+    tracing::error!(%target, %error, "secret store failed during a delivery");
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the secret store is unavailable\n",
+    )
+}
+
 pub(super) async fn handle<S: SecretStore>(
     State(receiver): State<Receiver<S>>,
     method: Method,
@@ -130,48 +138,38 @@ async fn delivery<S: SecretStore>(
     body: &[u8],
 ) -> Response {
     let store = &receiver.inner.store;
-    let (stored, pending) = match (
-        store.by_target(&target).await,
-        store.pending_secret(&target).await,
-    ) {
-        (Ok(stored), Ok(pending)) => (stored, pending),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(%target, error = %e, "secret store failed during a delivery");
-            return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the secret store is unavailable\n",
-            );
-        }
-    };
     let signature = headers
         .get(SIGNATURE_HEADER)
         .map(|v| v.to_str().unwrap_or(""));
-    // A heartbeat can arrive between the handshake and the 201 answer, while
-    // the new secret still waits in the open window.
-    let candidates = stored
+    let stored = match store.by_target(&target).await {
+        Ok(stored) => stored,
+        Err(e) => return store_unavailable(&target, &e),
+    };
+    let mut outcome = stored
         .as_ref()
-        .map(|r| &r.secret)
-        .into_iter()
-        .chain(pending.as_ref());
-    let mut outcome = Err(signature::SignatureError::Missing);
-    let mut any_secret = false;
-    for secret in candidates {
-        any_secret = true;
-        outcome = signature::verify(secret, body, signature);
-        if outcome.is_ok() {
-            break;
+        .map(|r| signature::verify(&r.secret, body, signature));
+    if !matches!(outcome, Some(Ok(()))) {
+        // A heartbeat can arrive between the handshake and the 201 answer,
+        // while the new secret still waits in the open window.
+        match store.pending_secret(&target).await {
+            Ok(Some(pending)) => outcome = Some(signature::verify(&pending, body, signature)),
+            Ok(None) => {}
+            Err(e) => return store_unavailable(&target, &e),
         }
     }
-    if !any_secret {
-        tracing::warn!(%target, "refused a delivery: no secret is stored for this target");
-        return answer(
-            StatusCode::UNAUTHORIZED,
-            "no webhook secret is known for this target\n",
-        );
-    }
-    if let Err(e) = outcome {
-        tracing::warn!(%target, error = %e, "refused a delivery");
-        return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
+    match outcome {
+        None => {
+            tracing::warn!(%target, "refused a delivery: no secret is stored for this target");
+            return answer(
+                StatusCode::UNAUTHORIZED,
+                "no webhook secret is known for this target\n",
+            );
+        }
+        Some(Err(e)) => {
+            tracing::warn!(%target, error = %e, "refused a delivery");
+            return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
+        }
+        Some(Ok(())) => {}
     }
 
     let delivery: Delivery = match serde_json::from_slice(body) {

@@ -20,6 +20,8 @@ pub(crate) fn router(sandbox: Shared) -> Router {
     let api = Router::new()
         .route("/webhooks", get(list).post(create))
         .route("/webhooks/{gid}", get(get_one).put(update).delete(remove))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
         .layer(middleware::from_fn_with_state(Arc::clone(&sandbox), guard));
     Router::new()
         .nest("/api/1.0", api)
@@ -111,6 +113,12 @@ async fn guard(State(sandbox): State<Shared>, request: Request, next: Next) -> R
         return response;
     }
     next.run(request).await
+}
+
+/// Asana answers an unknown path, or a method a path does not take, with
+/// a 404 in its error format.
+async fn no_route() -> Response {
+    failure(Failure::new(404, "No matching route for request"))
 }
 
 /// The `data` object of a request body, refusing anything else the way

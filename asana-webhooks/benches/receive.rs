@@ -1,0 +1,203 @@
+//! Receiving benchmarks, each reported as a ratio to a baseline measured in
+//! the same run:
+//!
+//! 1. verify-and-decode throughput for 1 KiB and 256 KiB deliveries against
+//!    bare HMAC-SHA256 of the same bytes (target: at least 0.8);
+//! 2. receiver requests per second on loopback against a bare axum handler
+//!    answering 200 to the same requests (target: at least 0.7).
+//!
+//! Run with `cargo bench -p asana-webhooks --bench receive`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use asana_webhooks::receiver::Receiver;
+use asana_webhooks::secrets::{MemorySecretStore, SecretStore, StoredSecret, TargetKey};
+use asana_webhooks::{Delivery, HookSecret, signature};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+const SECRET: &str = "b537207f20cbfa02357cf448134da559e8bd39d61597dcd5631b8012eae53e81";
+
+/// A delivery of realistic events, padded with events to about `size` bytes.
+fn delivery_of_size(size: usize) -> Vec<u8> {
+    let added = r#"{"user":{"gid":"1213537811762722","resource_type":"user"},"action":"added","parent":{"gid":"1211316915894850","resource_type":"section"},"resource":{"gid":"1234567890987654321","resource_type":"task","resource_subtype":"default_task"},"created_at":"2026-03-17T10:11:06.611Z"}"#;
+    let changed = r#"{"user":{"gid":"1213537811762722","resource_type":"user"},"action":"changed","parent":null,"resource":{"gid":"1234567890987654321","resource_type":"task","resource_subtype":"default_task"},"created_at":"2026-03-17T10:11:07.002Z","change":{"field":"assignee","action":"changed","new_value":{"gid":"1213537811762722","resource_type":"user"}}}"#;
+    let mut events = Vec::new();
+    let mut len = r#"{"events":[]}"#.len();
+    while len < size {
+        let next = if events.len() % 2 == 0 {
+            added
+        } else {
+            changed
+        };
+        len += next.len() + 1;
+        events.push(next);
+    }
+    format!(r#"{{"events":[{}]}}"#, events.join(",")).into_bytes()
+}
+
+/// Median seconds per iteration over `rounds` rounds of `iterations`.
+fn median_secs(rounds: usize, iterations: usize, mut f: impl FnMut()) -> f64 {
+    let mut samples: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                f();
+            }
+            start.elapsed().as_secs_f64() / iterations as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn verify_and_decode(size_name: &str, body: &[u8]) -> f64 {
+    let secret = HookSecret::new(SECRET);
+    let header = signature::sign(&secret, body);
+    let iterations = (64 * 1024 * 1024 / body.len()).clamp(50, 50_000);
+    let mb = body.len() as f64 / 1e6;
+
+    let bare = median_secs(7, iterations, || {
+        let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(black_box(body));
+        black_box(mac.finalize().into_bytes());
+    });
+    let verify = median_secs(7, iterations, || {
+        signature::verify(&secret, black_box(body), Some(&header)).unwrap();
+    });
+    let decode = median_secs(7, iterations, || {
+        black_box(serde_json::from_slice::<Delivery>(black_box(body)).unwrap());
+    });
+    let both = median_secs(7, iterations, || {
+        signature::verify(&secret, black_box(body), Some(&header)).unwrap();
+        black_box(serde_json::from_slice::<Delivery>(body).unwrap());
+    });
+    let parse_floor = median_secs(7, iterations, || {
+        black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(body)).unwrap());
+    });
+    let ratio = bare / both;
+    println!(
+        "verify+decode {size_name:>7}: {:8.1} MB/s; bare HMAC {:8.1} MB/s; ratio {ratio:.2} (target >= 0.8)",
+        mb / both,
+        mb / bare
+    );
+    println!(
+        "    verify only {:8.1} MB/s, decode only {:8.1} MB/s, JSON parse floor (IgnoredAny) {:8.1} MB/s",
+        mb / verify,
+        mb / decode,
+        mb / parse_floor
+    );
+    ratio
+}
+
+/// Sends `count` signed POSTs from `connections` keep-alive connections;
+/// returns requests per second. Bounded in count and in time (20 s).
+async fn load(url: &str, body: &[u8], header: &str, count: usize, connections: usize) -> f64 {
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let body = bytes::Bytes::copy_from_slice(body);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let start = Instant::now();
+    let per_task = count / connections;
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url, body, header) = (
+                client.clone(),
+                url.to_string(),
+                body.clone(),
+                header.to_string(),
+            );
+            tokio::spawn(async move {
+                let mut done = 0usize;
+                while done < per_task && Instant::now() < deadline {
+                    let response = client
+                        .post(&url)
+                        .header("x-hook-signature", &header)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status().as_u16(), 200);
+                    response.bytes().await.unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn receiver_throughput() -> f64 {
+    let body = delivery_of_size(1024);
+    let secret = HookSecret::new(SECRET);
+    let header = signature::sign(&secret, &body);
+
+    let store = MemorySecretStore::new();
+    let record = StoredSecret {
+        target: TargetKey::from_path_and_query("/hooks"),
+        webhook_gid: None,
+        secret,
+    };
+    store.save(record).await.unwrap();
+    let (receiver, mut notifications) = Receiver::builder(store).queue_capacity(65_536).build();
+    tokio::spawn(async move { while notifications.recv().await.is_some() {} });
+    let sdk = serve(receiver.router()).await;
+
+    let bare_app = axum::Router::new().fallback(|body: axum::body::Bytes| async move {
+        black_box(body);
+        axum::http::StatusCode::OK
+    });
+    let bare = serve(bare_app).await;
+
+    let (count, connections) = (20_000, 32);
+    let (mut best_sdk, mut best_bare) = (0f64, 0f64);
+    let _warm = load(&format!("{bare}/hooks"), &body, &header, 2_000, connections).await;
+    for _ in 0..2 {
+        best_sdk =
+            best_sdk.max(load(&format!("{sdk}/hooks"), &body, &header, count, connections).await);
+        best_bare =
+            best_bare.max(load(&format!("{bare}/hooks"), &body, &header, count, connections).await);
+    }
+    let ratio = best_sdk / best_bare;
+    println!(
+        "receiver (1 KiB, {connections} connections): {best_sdk:8.0} req/s; bare axum {best_bare:8.0} req/s; ratio {ratio:.2} (target >= 0.7)"
+    );
+    ratio
+}
+
+fn main() {
+    // `cargo test --benches` runs this with `--bench` absent: keep it quick then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("run with `cargo bench -p asana-webhooks --bench receive`");
+        return;
+    }
+    let started = Instant::now();
+    let small = verify_and_decode("1 KiB", &delivery_of_size(1024));
+    let large = verify_and_decode("256 KiB", &delivery_of_size(256 * 1024));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = runtime.block_on(receiver_throughput());
+    println!(
+        "\nsummary: verify+decode/HMAC 1 KiB {small:.2}, 256 KiB {large:.2}; receiver/bare axum {served:.2}; took {:.0?}",
+        started.elapsed()
+    );
+}
