@@ -704,3 +704,62 @@ fn the_shape_check_can_fail() {
     let null_gid = json!({"data": {"gid": null}});
     assert!(check(spec, schema, &null_gid)[0].contains("not nullable"));
 }
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_404_in_asanas_format() {
+    let env = Env::start(sandbox().await).await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/tasks"),
+        (reqwest::Method::PATCH, "/webhooks"),
+        (reqwest::Method::DELETE, "/webhooks"),
+        (reqwest::Method::POST, "/webhooks/1"),
+    ] {
+        let (status, body) = env
+            .raw(method.clone(), path, Some(json!({"data": {}})))
+            .await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("No matching route"),
+            "{body}"
+        );
+    }
+    // Authentication comes first, as for any API request.
+    let unauthenticated = env.http.get(env.url("/tasks")).send().await.unwrap();
+    assert_eq!(unauthenticated.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn heartbeats_come_every_8_sandbox_hours() {
+    // 8 sandbox hours are 0.8 s.
+    let env = Env::start(
+        Sandbox::builder()
+            .time_scale(36000.0)
+            .start("127.0.0.1:0")
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (_, created) = env.create(seed::PROJECT, "/beat", json!([])).await;
+    let secret = created["X-Hook-Secret"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let beats = env
+        .target
+        .wait_for("three heartbeats", |d| d.len() >= 3)
+        .await;
+    let elapsed = started.elapsed();
+    for beat in &beats {
+        assert_eq!(beat.body, br#"{"events":[]}"#);
+        assert_eq!(
+            beat.signature.as_deref(),
+            Some(hmac_hex(&secret, &beat.body).as_str())
+        );
+    }
+    // The first comes at once; two more take about 1.6 s.
+    assert!(
+        elapsed >= Duration::from_millis(1300) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+}
