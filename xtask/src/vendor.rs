@@ -67,19 +67,31 @@ pub fn run(source: &str) -> Result<()> {
     let changes = diff::diff(&old_yaml, &new_yaml)?;
 
     let (old_sha, new_sha) = (regen::sha256_hex(&old_bytes), regen::sha256_hex(&new_bytes));
-    std::fs::write(&vendored, &new_bytes)?;
     let readme_path = root.join(README);
-    let mut readme = std::fs::read_to_string(&readme_path)?;
-    readme = set_line(&readme, "sha256", &new_sha)?;
+    let old_readme = std::fs::read_to_string(&readme_path)?;
+    let mut readme = set_line(&old_readme, "sha256", &new_sha)?;
     readme = set_line(&readme, "vendored", &today()?)?;
     readme = set_line(
         &readme,
         "source",
         &format!("{source} (fill in the upstream repository and commit)"),
     )?;
+    std::fs::write(&vendored, &new_bytes)?;
     std::fs::write(&readme_path, readme)?;
 
-    let stale = regen::run(false)?;
+    // Regeneration can refuse the new spec (a spec fix that no longer
+    // applies); then nothing is left half-updated.
+    let stale = match regen::run(false) {
+        Ok(stale) => stale,
+        Err(e) => {
+            std::fs::write(&vendored, &old_bytes)?;
+            std::fs::write(&readme_path, old_readme)?;
+            print!("{}", diff::render(&changes));
+            return Err(e.context(
+                "regeneration failed, so the new spec was not vendored; adjust xtask/src/fixes.rs",
+            ));
+        }
+    };
     print!("{}", diff::render(&changes));
     let stat = Command::new("git")
         .args([
