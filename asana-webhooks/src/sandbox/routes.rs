@@ -171,15 +171,15 @@ async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: By
         let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
         Ok((sandbox.prepare_create(&data)?, fields))
     });
-    let ((gid, secret, filters, resource, target), fields) = match prepared {
+    let (new, fields) = match prepared {
         Ok(ok) => ok,
         Err(f) => return failure(f),
     };
     // The handshake happens while the create request is still open.
     let handshake = sandbox
         .http
-        .post(&target)
-        .header("x-hook-secret", &secret)
+        .post(&new.target)
+        .header("x-hook-secret", &new.secret)
         .send()
         .await;
     let echoed = match &handshake {
@@ -188,7 +188,7 @@ async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: By
                 .headers()
                 .get("x-hook-secret")
                 .and_then(|v| v.to_str().ok())
-                == Some(secret.as_str())
+                == Some(new.secret.as_str())
         }
         _ => false,
     };
@@ -202,18 +202,16 @@ async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: By
         };
         return failure(Failure::new(
             400,
-            format!("The handshake with {target} failed: {why}"),
+            format!("The handshake with {} failed: {why}", new.target),
         ));
     }
-    match sandbox.insert(gid.clone(), resource, target, filters, secret.clone()) {
-        Ok(_) => {
-            let rendered = sandbox.get(&gid, &fields).expect("just inserted");
-            answer(
-                StatusCode::CREATED,
-                json!({ "data": rendered, "X-Hook-Secret": secret }),
-                query.pretty(),
-            )
-        }
+    let secret = new.secret.clone();
+    match sandbox.insert(new, &fields) {
+        Ok(rendered) => answer(
+            StatusCode::CREATED,
+            json!({ "data": rendered, "X-Hook-Secret": secret }),
+            query.pretty(),
+        ),
         Err(f) => failure(f),
     }
 }

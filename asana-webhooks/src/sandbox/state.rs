@@ -89,6 +89,15 @@ pub(crate) struct Filter {
     pub(crate) fields: Vec<String>,
 }
 
+/// A validated create request, waiting for its handshake.
+pub(crate) struct NewWebhook {
+    pub(crate) gid: String,
+    pub(crate) secret: String,
+    pub(crate) filters: Vec<Filter>,
+    pub(crate) resource: String,
+    pub(crate) target: String,
+}
+
 pub(crate) struct Webhook {
     pub(crate) gid: String,
     pub(crate) resource: String,
@@ -372,10 +381,7 @@ impl Sandbox {
     }
 
     /// Validates a create request; returns the new webhook's gid and secret.
-    pub(crate) fn prepare_create(
-        &self,
-        data: &Value,
-    ) -> Result<(String, String, Vec<Filter>, String, String), Failure> {
+    pub(crate) fn prepare_create(&self, data: &Value) -> Result<NewWebhook, Failure> {
         let Some(resource_gid) = data.get("resource").and_then(Value::as_str) else {
             return Err(Failure::new(400, "You should specify one of resource"));
         };
@@ -416,26 +422,30 @@ impl Sandbox {
             });
         }
         inner.next_gid += 1;
-        Ok((
-            inner.next_gid.to_string(),
-            random_hex(32),
+        Ok(NewWebhook {
+            gid: inner.next_gid.to_string(),
+            secret: random_hex(32),
             filters,
-            resource_gid.to_string(),
-            target.to_string(),
-        ))
+            resource: resource_gid.to_string(),
+            target: target.to_string(),
+        })
     }
 
     /// Stores a webhook whose handshake succeeded and starts its deliveries.
     pub(crate) fn insert(
         self: &Arc<Self>,
-        gid: String,
-        resource: String,
-        target: String,
-        filters: Vec<Filter>,
-        secret: String,
+        new: NewWebhook,
+        fields: &[String],
     ) -> Result<Value, Failure> {
         let now = self.now();
         let wake = Arc::new(Notify::new());
+        let NewWebhook {
+            gid,
+            secret,
+            filters,
+            resource,
+            target,
+        } = new;
         let webhook = Webhook {
             gid: gid.clone(),
             resource,
@@ -467,7 +477,7 @@ impl Sandbox {
                 error: Some("duplicate_webhook"),
             });
         }
-        let rendered = self.render(&webhook, &[]);
+        let rendered = self.render(&webhook, fields);
         inner.webhooks.insert(gid.clone(), webhook);
         let task = tokio::spawn(super::delivery::run(Arc::clone(self), gid));
         inner.tasks.retain(|t| !t.is_finished());
