@@ -48,6 +48,37 @@ pub struct CreatedWebhook {
     pub secret: Option<HookSecret>,
 }
 
+/// The `opt_fields` and `opt_pretty` setters that every builder with both shares.
+macro_rules! output_options {
+    ($field:ty) => {
+        /// Properties to include beyond the compact default.
+        pub fn opt_fields(mut self, fields: impl IntoIterator<Item = $field>) -> Self {
+            self.opt_fields.extend(fields);
+            self
+        }
+
+        /// Asks Asana to indent its JSON (debugging only).
+        pub fn opt_pretty(mut self, pretty: bool) -> Self {
+            self.opt_pretty = Some(pretty);
+            self
+        }
+    };
+}
+
+/// Copies a builder's `opt_fields` and `opt_pretty` onto the generated one.
+macro_rules! apply_output_options {
+    ($request:ident, $builder:ident) => {{
+        let mut request = $request;
+        if !$builder.opt_fields.is_empty() {
+            request = request.opt_fields($builder.opt_fields);
+        }
+        if let Some(pretty) = $builder.opt_pretty {
+            request = request.opt_pretty(pretty);
+        }
+        request
+    }};
+}
+
 fn missing_data(operation: &str) -> Error {
     Error::Decode {
         message: format!("the {operation} answer has no `data`"),
@@ -98,17 +129,7 @@ impl GetWebhooks<'_> {
         self
     }
 
-    /// Properties to include beyond the compact default.
-    pub fn opt_fields(mut self, fields: impl IntoIterator<Item = WebhookListOptField>) -> Self {
-        self.opt_fields.extend(fields);
-        self
-    }
-
-    /// Asks Asana to indent its JSON (debugging only).
-    pub fn opt_pretty(mut self, pretty: bool) -> Self {
-        self.opt_pretty = Some(pretty);
-        self
-    }
+    output_options!(WebhookListOptField);
 
     pub(crate) fn has_limit(&self) -> bool {
         self.limit.is_some()
@@ -131,12 +152,7 @@ impl GetWebhooks<'_> {
         if let Some(offset) = self.offset {
             request = request.offset(offset);
         }
-        if !self.opt_fields.is_empty() {
-            request = request.opt_fields(self.opt_fields);
-        }
-        if let Some(pretty) = self.opt_pretty {
-            request = request.opt_pretty(pretty);
-        }
+        let request = apply_output_options!(request, self);
         let body = error::generated(request.send()).await?.into_inner();
         Ok(Page {
             items: body.data,
@@ -169,33 +185,18 @@ impl CreateWebhook<'_> {
         self
     }
 
-    /// Properties of the new webhook to include in the answer.
-    pub fn opt_fields(mut self, fields: impl IntoIterator<Item = WebhookOptField>) -> Self {
-        self.opt_fields.extend(fields);
-        self
-    }
-
-    /// Asks Asana to indent its JSON (debugging only).
-    pub fn opt_pretty(mut self, pretty: bool) -> Self {
-        self.opt_pretty = Some(pretty);
-        self
-    }
+    output_options!(WebhookOptField);
 
     /// Sends `POST /webhooks`. Asana POSTs the handshake to the target
     /// before it answers, so the target must be served concurrently; see
     /// the crate documentation.
     pub async fn send(self) -> Result<CreatedWebhook, Error> {
-        let mut request = self
+        let request = self
             .client
             .api
             .create_webhook()
             .body_map(|b| b.data(Some(self.request)));
-        if !self.opt_fields.is_empty() {
-            request = request.opt_fields(self.opt_fields);
-        }
-        if let Some(pretty) = self.opt_pretty {
-            request = request.opt_pretty(pretty);
-        }
+        let request = apply_output_options!(request, self);
         let response = error::generated(request.send()).await?;
         let header_secret = response
             .headers()
@@ -220,27 +221,12 @@ pub struct GetWebhook<'a> {
 }
 
 impl GetWebhook<'_> {
-    /// Properties to include beyond the compact default.
-    pub fn opt_fields(mut self, fields: impl IntoIterator<Item = WebhookOptField>) -> Self {
-        self.opt_fields.extend(fields);
-        self
-    }
-
-    /// Asks Asana to indent its JSON (debugging only).
-    pub fn opt_pretty(mut self, pretty: bool) -> Self {
-        self.opt_pretty = Some(pretty);
-        self
-    }
+    output_options!(WebhookOptField);
 
     /// Sends `GET /webhooks/{gid}`.
     pub async fn send(self) -> Result<Webhook, Error> {
-        let mut request = self.client.api.get_webhook().webhook_gid(self.gid);
-        if !self.opt_fields.is_empty() {
-            request = request.opt_fields(self.opt_fields);
-        }
-        if let Some(pretty) = self.opt_pretty {
-            request = request.opt_pretty(pretty);
-        }
+        let request = self.client.api.get_webhook().webhook_gid(self.gid);
+        let request = apply_output_options!(request, self);
         error::generated(request.send())
             .await?
             .into_inner()
@@ -274,34 +260,19 @@ impl UpdateWebhook<'_> {
         self
     }
 
-    /// Properties to include beyond the compact default.
-    pub fn opt_fields(mut self, fields: impl IntoIterator<Item = WebhookOptField>) -> Self {
-        self.opt_fields.extend(fields);
-        self
-    }
-
-    /// Asks Asana to indent its JSON (debugging only).
-    pub fn opt_pretty(mut self, pretty: bool) -> Self {
-        self.opt_pretty = Some(pretty);
-        self
-    }
+    output_options!(WebhookOptField);
 
     /// Sends `PUT /webhooks/{gid}`. Without [`UpdateWebhook::filters`] or
     /// [`UpdateWebhook::clear_filters`] the `filters` key is left out.
     pub async fn send(self) -> Result<Webhook, Error> {
         let filters = self.filters;
-        let mut request = self
+        let request = self
             .client
             .api
             .update_webhook()
             .webhook_gid(self.gid)
             .body_map(|b| b.data(Some(crate::types::WebhookUpdateRequest { filters })));
-        if !self.opt_fields.is_empty() {
-            request = request.opt_fields(self.opt_fields);
-        }
-        if let Some(pretty) = self.opt_pretty {
-            request = request.opt_pretty(pretty);
-        }
+        let request = apply_output_options!(request, self);
         error::generated(request.send())
             .await?
             .into_inner()
