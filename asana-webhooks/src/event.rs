@@ -33,6 +33,7 @@ pub struct Event {
     /// What happened to the resource.
     pub action: EventAction,
     /// When it happened.
+    #[serde(deserialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     /// For `changed`: which field changed, and how.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,9 +114,34 @@ impl Serialize for EventAction {
 
 impl<'de> Deserialize<'de> for EventAction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Ok(EventAction::from(text.as_ref()))
+        deserializer.deserialize_str(StrVisitor(|text: &str| Ok(EventAction::from(text))))
     }
+}
+
+/// Hands a string to `F` without copying it first (serde's `Cow<str>`
+/// always allocates); deliveries are decoded on the receiver's hot path.
+struct StrVisitor<F>(F);
+
+impl<T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+        (self.0)(text).map_err(E::custom)
+    }
+}
+
+/// Parses Asana's RFC 3339 timestamps with chrono's dedicated RFC 3339
+/// parser, faster than its general `FromStr` that serde would use.
+fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    deserializer.deserialize_str(StrVisitor(|text: &str| {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp: {e}"))
+    }))
 }
 
 /// How a field of the resource changed.
@@ -198,6 +224,24 @@ mod tests {
         let change = event.change.as_ref().unwrap();
         assert_eq!(change.new_resource().unwrap().gid, "9");
         assert_eq!(change.added_resource(), None);
+    }
+
+    #[test]
+    fn a_bad_timestamp_is_a_clear_decoding_error() {
+        let body = r#"{"events":[{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"yesterday"}]}"#;
+        let err = serde_json::from_str::<Delivery>(body)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`yesterday` is not an RFC 3339 timestamp"),
+            "{err}"
+        );
+        let offset = r#"{"events":[{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-03-17T12:11:06.611+02:00"}]}"#;
+        let delivery: Delivery = serde_json::from_str(offset).unwrap();
+        assert_eq!(
+            delivery.events[0].created_at.to_rfc3339(),
+            "2026-03-17T10:11:06.611+00:00"
+        );
     }
 
     #[test]
