@@ -763,3 +763,113 @@ async fn heartbeats_come_every_8_sandbox_hours() {
         "{elapsed:?}"
     );
 }
+
+#[tokio::test]
+async fn fields_are_only_valid_on_changed_filters() {
+    let env = Env::start(sandbox().await).await;
+    let (status, body) = env
+        .create(
+            seed::TASK,
+            "/fields",
+            json!([{"resource_type": "task", "action": "added", "fields": ["name"]}]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`changed`"),
+        "{body}"
+    );
+    let (status, _) = env
+        .create(
+            seed::TASK,
+            "/fields",
+            json!([{"resource_type": "task", "action": "changed", "fields": ["name"]}]),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
+
+#[tokio::test]
+async fn next_page_keeps_the_query_it_was_asked_with() {
+    let env = Env::start(sandbox().await).await;
+    for i in 0..2 {
+        assert_eq!(
+            env.create(seed::TASK, &format!("/keep/{i}"), json!([]))
+                .await
+                .0,
+            201
+        );
+    }
+    let (_, page) = env
+        .raw(
+            reqwest::Method::GET,
+            &format!(
+                "/webhooks?workspace={}&limit=1&opt_fields=created_at",
+                seed::WORKSPACE
+            ),
+            None,
+        )
+        .await;
+    let path = page["next_page"]["path"].as_str().unwrap();
+    assert!(
+        path.contains("opt_fields=created_at") && path.contains("limit=1"),
+        "{path}"
+    );
+    let (status, next) = env.raw(reqwest::Method::GET, path, None).await;
+    assert_eq!(status, 200);
+    assert!(next["data"][0]["created_at"].is_string(), "{next}");
+}
+
+#[tokio::test]
+async fn changes_carry_new_value_only_for_resources() {
+    let env = Env::start(sandbox().await).await;
+    env.create(seed::TASK, "/values", json!([])).await;
+    env.target
+        .wait_for("the heartbeat", |d| !d.is_empty())
+        .await;
+    env.emit(seed::TASK, "changed", None, Some("due_on"));
+    env.emit(seed::TASK, "changed", None, Some("assignee"));
+    let events: Vec<asana_webhooks::Event> = env
+        .target
+        .wait_for("two events", |d| {
+            d.iter()
+                .map(|r| {
+                    serde_json::from_slice::<asana_webhooks::Delivery>(&r.body)
+                        .unwrap()
+                        .events
+                        .len()
+                })
+                .sum::<usize>()
+                >= 2
+        })
+        .await
+        .iter()
+        .flat_map(|r| {
+            serde_json::from_slice::<asana_webhooks::Delivery>(&r.body)
+                .unwrap()
+                .events
+        })
+        .collect();
+    let due = events
+        .iter()
+        .find(|e| e.change.as_ref().unwrap().field == "due_on")
+        .unwrap();
+    assert_eq!(due.change.as_ref().unwrap().new_value, None);
+    let assignee = events
+        .iter()
+        .find(|e| e.change.as_ref().unwrap().field == "assignee")
+        .unwrap();
+    assert_eq!(
+        assignee
+            .change
+            .as_ref()
+            .unwrap()
+            .new_resource()
+            .unwrap()
+            .resource_type,
+        "user"
+    );
+}

@@ -357,6 +357,15 @@ impl Sandbox {
     }
 
     fn check_filters(&self, resource: &Resource, filters: &[Filter]) -> Result<(), Failure> {
+        if filters
+            .iter()
+            .any(|f| !f.fields.is_empty() && f.action.as_deref() != Some("changed"))
+        {
+            return Err(Failure::new(
+                400,
+                "filters: `fields` is only valid with the `changed` action",
+            ));
+        }
         if !matches!(resource.resource_type, "workspace" | "team" | "portfolio") {
             return Ok(());
         }
@@ -586,6 +595,9 @@ impl Sandbox {
             if let Some(resource) = resource {
                 path.push_str(&format!("&resource={resource}"));
             }
+            if !fields.is_empty() {
+                path.push_str(&format!("&opt_fields={}", fields.join(",")));
+            }
             json!({"offset": token, "path": path, "uri": format!("https://app.asana.com/api/1.0{path}")})
         });
         Ok((items, next, limit.is_some()))
@@ -656,7 +668,13 @@ impl Sandbox {
             body["resource"]["resource_subtype"] = json!(subtype);
         }
         if let Some(field) = &event.field {
-            body["change"] = json!({"field": field, "action": "changed", "new_value": {"gid": seed::USER, "resource_type": "user"}});
+            // Webhook events carry `new_value` only when it is a resource,
+            // as a compact {gid, resource_type}; of the sandbox's objects
+            // that is the user, for the assignee field.
+            body["change"] = json!({"field": field, "action": "changed"});
+            if field == "assignee" {
+                body["change"]["new_value"] = json!({"gid": seed::USER, "resource_type": "user"});
+            }
         }
         let mut scope = vec![event.resource.as_str()];
         let mut next = resource.parent;
