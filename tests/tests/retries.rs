@@ -176,7 +176,8 @@ async fn puts_and_deletes_are_retried_after_a_503() {
 
 #[tokio::test]
 async fn sixteen_concurrent_writes_never_have_more_than_fifteen_in_flight() {
-    let slow = Reply::json(200, json!({"data": {}})).delayed(Duration::from_millis(200));
+    // Long enough that all fifteen permitted requests overlap even on a busy machine.
+    let slow = Reply::json(200, json!({"data": {}})).delayed(Duration::from_millis(600));
     let server = Scripted::start(vec![], Some(slow)).await;
     let client = client(&server);
     let deletes = (0..16).map(|i| {
@@ -192,7 +193,7 @@ async fn sixteen_concurrent_writes_never_have_more_than_fifteen_in_flight() {
 
 #[tokio::test]
 async fn the_write_limit_is_configurable() {
-    let slow = Reply::json(200, json!({"data": {}})).delayed(Duration::from_millis(100));
+    let slow = Reply::json(200, json!({"data": {}})).delayed(Duration::from_millis(300));
     let server = Scripted::start(vec![], Some(slow)).await;
     let client = Client::builder()
         .token("t")
