@@ -421,23 +421,48 @@ async fn dropping_the_create_future_closes_the_window() {
                 .await
         }
     });
-    // Let the create open its window and start waiting, then cancel it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let key = TargetKey::from_url(&target).unwrap();
+    // Wait until the create has opened its window (a handshake is then
+    // accepted), cancel it, and wait until handshakes are refused again.
+    let window_open = || async { handshake_status(&target).await == 200 };
     assert!(
-        store
-            .open_window(&key, Duration::from_secs(1))
-            .await
-            .is_err(),
-        "the window is open meanwhile"
+        eventually(window_open).await,
+        "the create opened its window"
     );
     task.abort();
     let _ = task.await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let window_closed = || async { handshake_status(&target).await == 403 };
+    assert!(
+        eventually(window_closed).await,
+        "the cancelled create closed its window"
+    );
+    let key = TargetKey::from_url(&target).unwrap();
     store
         .open_window(&key, Duration::from_secs(1))
         .await
-        .expect("the cancelled create closed its window");
+        .expect("a new registration can start");
+}
+
+/// The status a handshake POST to `url` gets.
+async fn handshake_status(url: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("X-Hook-Secret", "probe")
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+/// Polls `check` every 20 ms for at most 5 s.
+async fn eventually<F: Future<Output = bool>>(check: impl Fn() -> F) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[tokio::test]
