@@ -34,6 +34,7 @@ pub enum Error {
     Transport(#[source] reqwest::Error),
     /// Creating a webhook through its handshake failed after Asana answered,
     /// or timed out.
+    #[cfg(feature = "receiver")]
     #[error(transparent)]
     Handshake(#[from] crate::handshake::HandshakeError),
     /// The secret store failed.

@@ -19,6 +19,82 @@ impl Delivery {
     }
 }
 
+/// An event that does not decode into [`Event`] (Asana's payloads drift:
+/// a field missing, null, or of another type). It is handed over as Asana
+/// sent it rather than dropped: a delivery is never replayed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UndecodedEvent {
+    /// The event's JSON as delivered (for a body that is JSON but has no
+    /// `events` array: the whole body).
+    pub raw: serde_json::Value,
+    /// Why it did not decode.
+    pub error: String,
+}
+
+/// A verified delivery, split into the events that decode and those that
+/// do not. Built by [`parse_delivery`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedDelivery {
+    /// The events that decode into [`Event`].
+    pub events: Vec<Event>,
+    /// The events (or the body) that do not, kept as sent.
+    pub undecoded: Vec<UndecodedEvent>,
+}
+
+impl ParsedDelivery {
+    /// A heartbeat: `{"events": []}`.
+    pub fn is_heartbeat(&self) -> bool {
+        self.events.is_empty() && self.undecoded.is_empty()
+    }
+}
+
+/// Parses a verified delivery leniently: every event that decodes is
+/// typed, every other one is kept as raw JSON with its decoding error, so
+/// nothing a signed delivery carried is lost. Fails only when the body is
+/// not JSON at all.
+///
+/// ```
+/// let body = br#"{"events":[{"action":"added","created_at":null,"resource":{"gid":"1","resource_type":"task"}}]}"#;
+/// let parsed = asana_webhooks::event::parse_delivery(body).unwrap();
+/// assert!(parsed.events.is_empty());
+/// assert_eq!(parsed.undecoded[0].raw["resource"]["gid"], "1");
+/// ```
+pub fn parse_delivery(body: &[u8]) -> Result<ParsedDelivery, serde_json::Error> {
+    // The common case decodes in one pass; only a drifted body pays for
+    // the event-by-event path.
+    if let Ok(delivery) = serde_json::from_slice::<Delivery>(body) {
+        return Ok(ParsedDelivery {
+            events: delivery.events,
+            undecoded: Vec::new(),
+        });
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    let mut parsed = ParsedDelivery::default();
+    match value {
+        serde_json::Value::Object(mut object)
+            if object.get("events").is_some_and(|e| e.is_array()) =>
+        {
+            let Some(serde_json::Value::Array(events)) = object.remove("events") else {
+                unreachable!("checked above")
+            };
+            for raw in events {
+                match Event::deserialize(&raw) {
+                    Ok(event) => parsed.events.push(event),
+                    Err(e) => parsed.undecoded.push(UndecodedEvent {
+                        raw,
+                        error: e.to_string(),
+                    }),
+                }
+            }
+        }
+        other => parsed.undecoded.push(UndecodedEvent {
+            raw: other,
+            error: "the delivery is JSON but not an object with an `events` array".into(),
+        }),
+    }
+    Ok(parsed)
+}
+
 /// A change to a resource, as delivered to a webhook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -242,6 +318,47 @@ mod tests {
             delivery.events[0].created_at.to_rfc3339(),
             "2026-03-17T10:11:06.611+00:00"
         );
+    }
+
+    /// Shapes Asana's payloads have drifted into (or could): each must be
+    /// handed over, never refused, and never take the good events with it.
+    #[test]
+    fn drifted_events_are_kept_raw_and_the_good_ones_still_decode() {
+        let good = r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#;
+        let drifted = [
+            r#"{"action":"added","resource":{"gid":"1","resource_type":"task"}}"#,
+            r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":null}"#,
+            r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00"}"#,
+            r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":1767225600}"#,
+            r#"{"resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"action":"added","created_at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"action":"changed","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z","change":{"action":"changed"}}"#,
+            r#"{"action":"added","resource":{"gid":1,"resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#,
+            r#""not an object""#,
+            r#"42"#,
+            r#"null"#,
+        ];
+        for shape in drifted {
+            let body = format!(r#"{{"events":[{good},{shape},{good}]}}"#);
+            let parsed = parse_delivery(body.as_bytes()).unwrap();
+            assert_eq!(parsed.events.len(), 2, "{shape}");
+            assert_eq!(parsed.undecoded.len(), 1, "{shape}");
+            let expected: serde_json::Value = serde_json::from_str(shape).unwrap();
+            assert_eq!(parsed.undecoded[0].raw, expected);
+            assert!(!parsed.undecoded[0].error.is_empty());
+        }
+    }
+
+    #[test]
+    fn json_without_an_events_array_is_kept_whole_and_non_json_is_an_error() {
+        for body in [r#"{"event":[]}"#, r#"{"events":{}}"#, "[]", r#""x""#] {
+            let parsed = parse_delivery(body.as_bytes()).unwrap();
+            assert!(parsed.events.is_empty());
+            assert_eq!(parsed.undecoded.len(), 1, "{body}");
+            assert!(!parsed.is_heartbeat());
+        }
+        assert!(parse_delivery(b"not json").is_err());
+        assert!(parse_delivery(br#"{"events":[]}"#).unwrap().is_heartbeat());
     }
 
     #[test]

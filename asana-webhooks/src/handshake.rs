@@ -1,30 +1,48 @@
 //! Creating a webhook through its handshake, with the secret stored safely.
+//!
+//! The create runs in a task of its own: when the caller stops waiting (a
+//! timeout, or a dropped future) the request to Asana goes on, so that a
+//! late 201 answer still confirms and stores the secret. When no answer
+//! ever comes but a handshake was echoed, the webhook may exist at Asana;
+//! the task then looks it up (with the workspace, see
+//! [`CreateWithHandshake::workspace`]) and stores the one secret that can
+//! be its, or deletes it. No live webhook is left whose secret was echoed
+//! but not stored.
 
 use std::time::Duration;
 
-use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
 
 use crate::client::Client;
 use crate::error::Error;
 use crate::secret::HookSecret;
-use crate::secrets::{SecretStore, StoreError, StoredSecret, TargetKey};
+use crate::secrets::{RegistrationId, SecretStore, StoredSecret, TargetKey};
 use crate::types::WebhookFilter;
 use crate::webhooks::{CreatedWebhook, Webhook};
 
 /// How long a create waits for Asana (and so for the handshake) by default.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a create whose caller stopped waiting goes on in the
+/// background, by default, before it looks the webhook up instead.
+pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(120);
+
 /// Why a create through the handshake failed after Asana answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// No answer to createWebhook within the timeout. The window is closed;
-    /// Asana may still have created the webhook, so list before retrying.
-    #[error("createWebhook got no answer within {0:?}; the registration window is closed")]
+    /// No answer to createWebhook within the timeout. The create goes on in
+    /// the background: a late answer still stores the secret; without one,
+    /// the webhook is looked up and its secret stored or the webhook
+    /// deleted. Check with [`crate::secrets::SecretStore::secrets_for`] or
+    /// `ensure()` later rather than creating again at once.
+    #[error(
+        "createWebhook got no answer within {0:?}; it goes on in the background and stores the secret if Asana answers"
+    )]
     Timeout(Duration),
-    /// Asana created the webhook, but the handshake this receiver answered
-    /// did not carry the secret of the 201 answer (or there was none), so
-    /// deliveries could not be trusted. The webhook was deleted if `deleted`.
+    /// Asana created the webhook, but no handshake this receiver answered
+    /// carried the secret of the 201 answer, so deliveries could not be
+    /// trusted. The webhook was deleted if `deleted`.
     #[error(
         "the handshake secret does not match the one in Asana's answer for webhook {webhook_gid} ({reason}); {}",
         if *.deleted { "the webhook was deleted" } else { "deleting the webhook failed: delete it by hand" }
@@ -37,6 +55,26 @@ pub enum HandshakeError {
         /// Whether the webhook was deleted again.
         deleted: bool,
     },
+    /// The webhook exists at Asana (a 403 "Duplicated webhook") but its
+    /// secret is not in this store, so its deliveries cannot be verified.
+    #[error(
+        "webhook {webhook_gid} already delivers resource {resource} to this target, but its secret is not in this store; delete it (`asana-webhooks delete {webhook_gid}`) and create it again"
+    )]
+    SecretNotStored {
+        /// The existing webhook.
+        webhook_gid: String,
+        /// Its resource.
+        resource: String,
+    },
+    /// Asana says the webhook exists, but it could not be found: `ensure`
+    /// needs the workspace to list the resource's webhooks.
+    #[error(
+        "Asana says a webhook for resource {resource} and this target exists, but it is not in this store; set the workspace so that it can be looked up"
+    )]
+    DuplicateNotFound {
+        /// The resource.
+        resource: String,
+    },
 }
 
 /// Adds handshake-aware creation to [`Client`].
@@ -44,12 +82,12 @@ pub trait HandshakeExt {
     /// Creates a webhook on `resource` delivering to `target`, answering the
     /// handshake through a receiver that shares `store`.
     ///
-    /// It opens the registration window for the target, sends
-    /// createWebhook, lets the receiver answer Asana's handshake while the
-    /// request is in flight, checks that the handshake's secret equals the
-    /// one in the 201 answer, and stores it under the webhook's gid and
-    /// target. The window is closed on every outcome, including when the
-    /// returned future is dropped.
+    /// It opens a registration for the target (several may be in flight
+    /// for one target), sends createWebhook, lets the receiver answer
+    /// Asana's handshake while the request is in flight, and stores the
+    /// secret only when it equals the one in the 201 answer: a handshake
+    /// from anyone else never becomes a trusted secret. Should Asana's
+    /// answer be late, see [`HandshakeError::Timeout`].
     fn create_webhook_with_handshake<'a, S: SecretStore>(
         &'a self,
         store: &'a S,
@@ -70,8 +108,10 @@ impl HandshakeExt for Client {
             store,
             resource: resource.into(),
             target: target.into(),
+            workspace: None,
             filters: Vec::new(),
             timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            settle: DEFAULT_SETTLE_TIME,
         }
     }
 }
@@ -84,8 +124,10 @@ pub struct CreateWithHandshake<'a, S> {
     store: &'a S,
     resource: String,
     target: String,
+    workspace: Option<String>,
     filters: Vec<WebhookFilter>,
     timeout: Duration,
+    settle: Duration,
 }
 
 /// The webhook [`CreateWithHandshake::ensure`] found or made.
@@ -96,39 +138,6 @@ pub struct EnsuredWebhook {
     /// `true` when it was created now, `false` when it existed already with
     /// its secret in the store.
     pub created: bool,
-}
-
-/// Closes a registration window when dropped without being closed, so that
-/// a cancelled create never leaves a window open.
-struct WindowGuard<S: SecretStore> {
-    store: S,
-    target: TargetKey,
-    open: bool,
-}
-
-impl<S: SecretStore> WindowGuard<S> {
-    async fn close(mut self) -> Result<Option<HookSecret>, StoreError> {
-        self.open = false;
-        self.store.close_window(&self.target).await
-    }
-}
-
-impl<S: SecretStore> Drop for WindowGuard<S> {
-    fn drop(&mut self) {
-        if !self.open {
-            return;
-        }
-        let (store, target) = (self.store.clone(), self.target.clone());
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let _ = store.close_window(&target).await;
-                });
-            }
-            // Without a runtime the window still expires with its TTL.
-            Err(_) => tracing::warn!(%target, "registration window left to expire"),
-        }
-    }
 }
 
 impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
@@ -144,104 +153,284 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
         self
     }
 
+    /// The workspace of the resource. With it, a create whose answer never
+    /// came can look its webhook up (getWebhooks needs the workspace), and
+    /// [`ensure`](Self::ensure) can find an existing webhook that this store
+    /// does not know. Strongly recommended.
+    pub fn workspace(mut self, workspace: impl Into<String>) -> Self {
+        self.workspace = Some(workspace.into());
+        self
+    }
+
     /// How long to wait for Asana's answer; default 30 s.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
+    /// How long the create goes on in the background after the caller
+    /// stopped waiting; default 120 s.
+    pub fn settle_time(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
     /// Creates the webhook; see [`HandshakeExt::create_webhook_with_handshake`].
     pub async fn send(self) -> Result<CreatedWebhook, Error> {
-        {
-            let target = TargetKey::from_url(&self.target)?;
-            // The window outlives the request by a little, so a handshake
-            // that races the timeout is still recorded rather than refused.
-            self.store
-                .open_window(&target, self.timeout + Duration::from_secs(1))
-                .await?;
-            let guard = WindowGuard {
-                store: self.store.clone(),
-                target: target.clone(),
-                open: true,
-            };
-
-            let create = self
-                .client
-                .create_webhook(&self.resource, &self.target)
-                .filters(self.filters.clone())
-                .send();
-            let answered = tokio::time::timeout(self.timeout, create).await;
-            let handshake = guard.close().await?;
-            let created = match answered {
-                Err(_) => return Err(HandshakeError::Timeout(self.timeout).into()),
-                Ok(result) => result?,
-            };
-            let gid = created.webhook.gid.clone().ok_or_else(|| Error::Decode {
-                message: "the createWebhook answer has no gid".into(),
-            })?;
-
-            let confirmed = match (&handshake, &created.secret) {
-                (Some(received), Some(answered)) => bool::from(
-                    received
-                        .expose()
-                        .as_bytes()
-                        .ct_eq(answered.expose().as_bytes()),
-                )
-                .then_some(received.clone())
-                .ok_or("they differ"),
-                (None, _) => Err("no handshake reached this receiver"),
-                (Some(_), None) => Err("the 201 answer carries no X-Hook-Secret"),
-            };
-            let secret = match confirmed {
-                Ok(secret) => secret,
-                Err(reason) => {
-                    let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
-                    return Err(HandshakeError::SecretMismatch {
-                        webhook_gid: gid,
-                        reason,
-                        deleted,
-                    }
-                    .into());
-                }
-            };
-            let record = StoredSecret {
-                target,
-                webhook_gid: Some(gid.clone()),
-                secret,
-            };
-            if let Err(e) = self.store.save(record).await {
-                // A webhook whose secret is lost cannot be verified: remove it.
-                let _ = self.client.delete_webhook(&gid).send().await;
-                return Err(e.into());
-            }
-            Ok(created)
+        let key = TargetKey::from_url(&self.target)?;
+        // The registration outlives the background work by a margin, so a
+        // handshake that races the end is recorded rather than refused.
+        let ttl = self.timeout + self.settle + Duration::from_secs(5);
+        let registration = self.store.open_registration(&key, ttl).await?;
+        let job = Registration {
+            client: self.client.clone(),
+            store: self.store.clone(),
+            id: registration,
+            key,
+            resource: self.resource,
+            target: self.target,
+            workspace: self.workspace,
+            filters: self.filters,
+            deadline: self.timeout + self.settle,
+        };
+        let (tx, rx) = oneshot::channel();
+        // A task of its own, so that neither a timeout nor a dropped caller
+        // abandons a request that Asana may still answer.
+        tokio::spawn(async move {
+            let _ = tx.send(job.run().await);
+        });
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(Error::Decode {
+                message: "the create task ended without an answer".into(),
+            }),
+            Err(_) => Err(HandshakeError::Timeout(self.timeout).into()),
         }
     }
 
     /// Like [`CreateWithHandshake::send`], but when Asana answers 403
-    /// "Duplicated webhook" and the store already holds the secret for this
-    /// target, returns that existing webhook instead of failing.
+    /// "Duplicated webhook", finds the existing webhook of this resource and
+    /// target (listing the resource's webhooks when the workspace is set)
+    /// and returns it when its secret is stored; otherwise fails with
+    /// [`HandshakeError::SecretNotStored`] saying what to do.
     pub async fn ensure(self) -> Result<EnsuredWebhook, Error> {
-        let (client, store, target) = (self.client, self.store, self.target.clone());
+        let (client, store) = (self.client, self.store);
+        let (resource, target, workspace) = (
+            self.resource.clone(),
+            self.target.clone(),
+            self.workspace.clone(),
+        );
         match self.send().await {
             Ok(created) => Ok(EnsuredWebhook {
                 webhook: created.webhook,
                 created: true,
             }),
             Err(Error::Api(api)) if api.is_duplicate_webhook() => {
-                let key = TargetKey::from_url(&target)?;
-                match store.by_target(&key).await?.and_then(|r| r.webhook_gid) {
-                    Some(gid) => {
-                        let webhook = client.get_webhook(gid).send().await?;
-                        Ok(EnsuredWebhook {
-                            webhook,
-                            created: false,
-                        })
+                let webhook = find_existing(client, store, &resource, &target, workspace).await?;
+                let gid = webhook.gid.clone().unwrap_or_default();
+                if store.by_gid(&gid).await?.is_none() {
+                    return Err(HandshakeError::SecretNotStored {
+                        webhook_gid: gid,
+                        resource,
                     }
-                    None => Err(Error::Api(api)),
+                    .into());
                 }
+                Ok(EnsuredWebhook {
+                    webhook,
+                    created: false,
+                })
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// The webhook of `resource` delivering to `target`: listed at Asana when
+/// the workspace is known, else taken from the store's records.
+async fn find_existing<S: SecretStore>(
+    client: &Client,
+    store: &S,
+    resource: &str,
+    target: &str,
+    workspace: Option<String>,
+) -> Result<Webhook, Error> {
+    let not_found = || HandshakeError::DuplicateNotFound {
+        resource: resource.to_string(),
+    };
+    if let Some(workspace) = workspace {
+        return list_for_target(client, &workspace, resource, target)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found().into());
+    }
+    let key = TargetKey::from_url(target)?;
+    let known = store
+        .secrets_for(&key)
+        .await?
+        .into_iter()
+        .find(|r| r.resource.as_deref() == Some(resource))
+        .and_then(|r| r.webhook_gid)
+        .ok_or_else(not_found)?;
+    let webhook = client.get_webhook(known).send().await?;
+    if webhook.target.as_deref() != Some(target) {
+        return Err(not_found().into());
+    }
+    Ok(webhook)
+}
+
+/// The webhooks of `resource` in `workspace` whose target is `target`.
+async fn list_for_target(
+    client: &Client,
+    workspace: &str,
+    resource: &str,
+    target: &str,
+) -> Result<Vec<Webhook>, Error> {
+    let all = client
+        .get_webhooks(workspace)
+        .resource(resource)
+        .limit(crate::webhooks::MAX_PAGE_SIZE)
+        .collect_all()
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|w| w.target.as_deref() == Some(target))
+        .collect())
+}
+
+/// One registration in flight, owned by its background task.
+struct Registration<S> {
+    client: Client,
+    store: S,
+    id: RegistrationId,
+    key: TargetKey,
+    resource: String,
+    target: String,
+    workspace: Option<String>,
+    filters: Vec<WebhookFilter>,
+    deadline: Duration,
+}
+
+impl<S: SecretStore> Registration<S> {
+    async fn run(self) -> Result<CreatedWebhook, Error> {
+        let create = self
+            .client
+            .create_webhook(&self.resource, &self.target)
+            .filters(self.filters.clone())
+            .send();
+        let result = match tokio::time::timeout(self.deadline, create).await {
+            Ok(Ok(created)) => self.confirm(created).await,
+            Ok(Err(e)) if e.as_api().is_some_and(|a| a.status().is_client_error()) => Err(e),
+            // No answer (or none that says what happened): the webhook may
+            // exist with a secret that was echoed.
+            Ok(Err(e)) => {
+                self.recover().await;
+                Err(e)
+            }
+            Err(_) => {
+                self.recover().await;
+                Err(HandshakeError::Timeout(self.deadline).into())
+            }
+        };
+        if let Err(e) = self.store.close_registration(&self.id).await {
+            // The registration still expires with its TTL.
+            tracing::warn!(target = %self.key, error = %e, "could not close a registration");
+        }
+        result
+    }
+
+    /// Stores the 201's secret when a handshake brought it; deletes the
+    /// webhook otherwise, since its deliveries could not be verified.
+    async fn confirm(&self, created: CreatedWebhook) -> Result<CreatedWebhook, Error> {
+        let gid = created.webhook.gid.clone().ok_or_else(|| Error::Decode {
+            message: "the createWebhook answer has no gid".into(),
+        })?;
+        let Some(secret) = created.secret.clone() else {
+            return Err(self
+                .delete_because(gid, "the 201 answer carries no X-Hook-Secret")
+                .await);
+        };
+        let record = StoredSecret::new(self.key.clone(), gid.clone(), secret)
+            .with_resource(self.resource.clone());
+        match self.store.confirm(&self.id, record).await {
+            Ok(true) => Ok(created),
+            Ok(false) => Err(self
+                .delete_because(gid, "no handshake with that secret reached this receiver")
+                .await),
+            Err(e) => {
+                // A webhook whose secret is lost cannot be verified: remove it.
+                let _ = self.client.delete_webhook(&gid).send().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn delete_because(&self, gid: String, reason: &'static str) -> Error {
+        let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
+        HandshakeError::SecretMismatch {
+            webhook_gid: gid,
+            reason,
+            deleted,
+        }
+        .into()
+    }
+
+    /// After a create that got no answer: if a handshake was echoed, find
+    /// the webhook and store the one secret that can be its, or delete it.
+    async fn recover(&self) {
+        let candidates = match self.store.close_registration(&self.id).await {
+            Ok(candidates) => candidates,
+            Err(e) => {
+                tracing::error!(target = %self.key, error = %e, "could not read the handshakes of a create that got no answer");
+                return;
+            }
+        };
+        if candidates.is_empty() {
+            // Asana creates nothing without an echoed handshake.
+            return;
+        }
+        let Some(workspace) = &self.workspace else {
+            tracing::error!(
+                resource = %self.resource, target = %self.target,
+                "createWebhook got no answer after a handshake was echoed, and without the workspace the webhook cannot be looked up; list the resource's webhooks and delete the one for this target"
+            );
+            return;
+        };
+        let found = match list_for_target(&self.client, workspace, &self.resource, &self.target).await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(resource = %self.resource, target = %self.target, error = %e, "could not look up a webhook whose create got no answer; check and delete it by hand");
+                return;
+            }
+        };
+        for webhook in found {
+            let Some(gid) = webhook.gid else { continue };
+            if self.store.by_gid(&gid).await.ok().flatten().is_some() {
+                continue;
+            }
+            if let [secret] = candidates.as_slice() {
+                if self.save_recovered(&gid, secret).await {
+                    continue;
+                }
+            }
+            let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
+            tracing::warn!(%gid, deleted, candidates = candidates.len(), "deleted a webhook whose secret could not be told apart");
+        }
+    }
+
+    async fn save_recovered(&self, gid: &str, secret: &HookSecret) -> bool {
+        let record = StoredSecret::new(self.key.clone(), gid, secret.clone())
+            .with_resource(self.resource.clone());
+        match self.store.save(record).await {
+            Ok(()) => {
+                tracing::warn!(%gid, "createWebhook got no answer; stored the one secret echoed for its target");
+                true
+            }
+            Err(e) => {
+                tracing::error!(%gid, error = %e, "could not store a recovered secret");
+                false
+            }
         }
     }
 }

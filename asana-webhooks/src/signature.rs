@@ -48,14 +48,38 @@ pub fn verify(
     body: &[u8],
     signature: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let signature = signature.ok_or(SignatureError::Missing)?.trim();
-    let mut expected = [0u8; 32];
-    hex::decode_to_slice(signature, &mut expected).map_err(|_| SignatureError::Malformed)?;
-    let mut mac = mac(secret);
-    mac.update(body);
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    Signature::from_header(signature)?.verify(secret, body)
+}
+
+/// A parsed `X-Hook-Signature`: parse once, then check it against each
+/// secret of a target (several webhooks may share one).
+#[derive(Clone, Copy)]
+pub struct Signature([u8; 32]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signature(..)")
+    }
+}
+
+impl Signature {
+    /// Parses the header value, if the request had one.
+    pub fn from_header(signature: Option<&str>) -> Result<Self, SignatureError> {
+        let signature = signature.ok_or(SignatureError::Missing)?.trim();
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(signature, &mut bytes).map_err(|_| SignatureError::Malformed)?;
+        Ok(Self(bytes))
+    }
+
+    /// Checks the signature against `body` keyed with `secret`, in
+    /// constant time.
+    pub fn verify(&self, secret: &HookSecret, body: &[u8]) -> Result<(), SignatureError> {
+        let mut mac = mac(secret);
+        mac.update(body);
+        // `verify_slice` compares in constant time.
+        mac.verify_slice(&self.0)
+            .map_err(|_| SignatureError::Mismatch)
+    }
 }
 
 /// The `X-Hook-Signature` value for `body`: lowercase hex HMAC-SHA256.

@@ -37,17 +37,35 @@ pub enum CreateBehaviour {
     Hang,
     /// 403 "Duplicated webhook", no handshake.
     Duplicate,
+    /// Handshake, then the 201 only after this delay (a slow Asana).
+    LateAnswer(Duration),
+    /// Handshake, the webhook is created, and the create never gets an
+    /// answer (the connection hangs, as when Asana's answer is lost).
+    HandshakeThenHang,
 }
 
 #[derive(Default)]
 struct Log {
     created: Vec<(String, String, String)>,
+    resources: Vec<String>,
     deleted: Vec<String>,
     next_gid: u64,
 }
 
+impl Log {
+    /// The live webhook of `resource` delivering to `target`.
+    fn live(&self, resource: &str, target: &str) -> Option<String> {
+        self.created
+            .iter()
+            .zip(&self.resources)
+            .find(|((gid, t, _), r)| t == target && *r == resource && !self.deleted.contains(gid))
+            .map(|((gid, _, _), _)| gid.clone())
+    }
+}
+
 #[derive(Clone)]
 struct FakeState {
+    heartbeat_after_handshake: Arc<std::sync::atomic::AtomicBool>,
     behaviour: Arc<Mutex<CreateBehaviour>>,
     log: Arc<Mutex<Log>>,
     http: reqwest::Client,
@@ -64,6 +82,7 @@ impl FakeAsana {
     /// Starts the fake on an ephemeral loopback port.
     pub async fn start() -> Self {
         let state = FakeState {
+            heartbeat_after_handshake: Arc::default(),
             behaviour: Arc::new(Mutex::new(CreateBehaviour::Normal)),
             log: Arc::new(Mutex::new(Log {
                 next_gid: 1000,
@@ -72,7 +91,7 @@ impl FakeAsana {
             http: reqwest::Client::new(),
         };
         let app = axum::Router::new()
-            .route("/webhooks", post(create))
+            .route("/webhooks", post(create).get(list))
             .route("/webhooks/{gid}", delete(remove).get(get_one))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -87,6 +106,24 @@ impl FakeAsana {
     /// Changes how the next creates are answered.
     pub fn set_behaviour(&self, behaviour: CreateBehaviour) {
         *self.state.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Whether a signed heartbeat follows each handshake before the 201
+    /// answer (Asana may send one there).
+    pub fn set_heartbeat_after_handshake(&self, on: bool) {
+        self.state
+            .heartbeat_after_handshake
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The gids of the webhooks created and not deleted.
+    pub fn live(&self) -> Vec<String> {
+        let log = self.state.log.lock().unwrap();
+        log.created
+            .iter()
+            .map(|(gid, _, _)| gid.clone())
+            .filter(|gid| !log.deleted.contains(gid))
+            .collect()
     }
 
     /// `(gid, target, secret)` of every webhook created.
@@ -126,6 +163,10 @@ async fn create(
             "You should specify one of resource",
         );
     };
+    let existing = state.log.lock().unwrap().live(resource, target);
+    if existing.is_some() {
+        return error(StatusCode::FORBIDDEN, "Duplicated webhook");
+    }
     match behaviour {
         CreateBehaviour::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -163,12 +204,32 @@ async fn create(
             "The remote server did not respond with the handshake secret.",
         );
     }
-    state
-        .log
-        .lock()
-        .unwrap()
-        .created
-        .push((gid.clone(), target.to_string(), secret.clone()));
+    {
+        let mut log = state.log.lock().unwrap();
+        log.created
+            .push((gid.clone(), target.to_string(), secret.clone()));
+        log.resources.push(resource.to_string());
+    }
+    if state
+        .heartbeat_after_handshake
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        let heartbeat = br#"{"events":[]}"#;
+        let _ = state
+            .http
+            .post(target)
+            .header("X-Hook-Signature", hmac_hex(&secret, heartbeat))
+            .body(heartbeat.to_vec())
+            .send()
+            .await;
+    }
+    match behaviour {
+        CreateBehaviour::LateAnswer(delay) => tokio::time::sleep(delay).await,
+        CreateBehaviour::HandshakeThenHang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        _ => {}
+    }
     let answered_secret = match behaviour {
         CreateBehaviour::MismatchedSecret => "0".repeat(64),
         _ => secret,
@@ -179,6 +240,29 @@ async fn create(
         StatusCode::CREATED,
         Json(json!({"data": webhook, "X-Hook-Secret": answered_secret})),
     )
+}
+
+async fn list(
+    State(state): State<FakeState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if !query.contains_key("workspace") {
+        return error(StatusCode::BAD_REQUEST, "workspace: Missing input");
+    }
+    let log = state.log.lock().unwrap();
+    let data: Vec<Value> = log
+        .created
+        .iter()
+        .zip(&log.resources)
+        .filter(|((gid, _, _), resource)| {
+            !log.deleted.contains(gid) && query.get("resource").is_none_or(|r| r == *resource)
+        })
+        .map(|((gid, target, _), resource)| {
+            json!({"gid": gid, "resource_type": "webhook", "active": true,
+                "resource": {"gid": resource, "resource_type": "task"}, "target": target})
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({"data": data, "next_page": null})))
 }
 
 async fn remove(State(state): State<FakeState>, Path(gid): Path<String>) -> Json<Value> {

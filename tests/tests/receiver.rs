@@ -24,11 +24,11 @@ async fn next(notifications: &mut Notifications) -> Notification {
 /// A store that already holds `secret` for the target `path`.
 async fn store_with(path: &str, secret: &str) -> MemorySecretStore {
     let store = MemorySecretStore::new();
-    let record = StoredSecret {
-        target: TargetKey::from_path_and_query(path),
-        webhook_gid: None,
-        secret: HookSecret::new(secret),
-    };
+    let record = StoredSecret::new(
+        TargetKey::from_path_and_query(path),
+        "1",
+        HookSecret::new(secret),
+    );
     store.save(record).await.unwrap();
     store
 }
@@ -73,7 +73,9 @@ async fn create_handshake_delivery_and_heartbeat() {
             target,
             webhook_gid,
             events,
+            undecoded,
         } => {
+            assert!(undecoded.is_empty());
             assert_eq!(target.as_str(), "/hooks/project-1?tenant=7");
             assert_eq!(webhook_gid.as_deref(), Some(gid.as_str()));
             assert_eq!(events[0].action, EventAction::Added);
@@ -97,11 +99,7 @@ async fn create_handshake_delivery_and_heartbeat() {
 async fn a_handshake_outside_a_window_is_refused_and_changes_nothing() {
     let store = MemorySecretStore::new();
     let key = TargetKey::from_path_and_query("/hooks/a");
-    let original = StoredSecret {
-        target: key.clone(),
-        webhook_gid: Some("1".into()),
-        secret: HookSecret::new("original"),
-    };
+    let original = StoredSecret::new(key.clone(), "1", HookSecret::new("original"));
     store.save(original.clone()).await.unwrap();
     let (base, receiver, _notifications) = receiver(store).await;
 
@@ -113,10 +111,7 @@ async fn a_handshake_outside_a_window_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
     assert!(response.headers().get("x-hook-secret").is_none());
-    assert_eq!(
-        receiver.store().by_target(&key).await.unwrap(),
-        Some(original)
-    );
+    assert_eq!(receiver.store().secrets_for(&key).await.unwrap(), [original]);
 }
 
 #[tokio::test]
@@ -135,11 +130,10 @@ async fn the_explicit_opt_in_accepts_a_handshake_outside_a_window() {
     assert_eq!(response.headers()["x-hook-secret"], "s3cret");
     let stored = receiver
         .store()
-        .by_target(&TargetKey::from_path_and_query("/x"))
+        .secrets_for(&TargetKey::from_path_and_query("/x"))
         .await
-        .unwrap()
         .unwrap();
-    assert_eq!(stored.secret.expose(), "s3cret");
+    assert_eq!(stored[0].secret.expose(), "s3cret");
 }
 
 #[tokio::test]
@@ -186,7 +180,7 @@ async fn bad_signatures_get_401_and_never_reach_the_handler() {
     assert_eq!(
         deliver(&url, not_json, Some(&hmac_hex("right", not_json))).await,
         400,
-        "signed but not JSON"
+        "signed but not JSON at all"
     );
     assert_eq!(deliver(&url, body, Some(&good)).await, 200);
     assert!(matches!(
@@ -369,7 +363,7 @@ async fn concurrent_creates_on_one_receiver_each_get_their_own_secret() {
 }
 
 #[tokio::test]
-async fn a_create_whose_handshake_never_comes_times_out_and_closes_its_window() {
+async fn a_create_whose_handshake_never_comes_times_out_and_closes_its_registration() {
     let asana = FakeAsana::start().await;
     asana.set_behaviour(CreateBehaviour::Hang);
     let (base, receiver, _n) = receiver(MemorySecretStore::new()).await;
@@ -377,7 +371,8 @@ async fn a_create_whose_handshake_never_comes_times_out_and_closes_its_window() 
     let err = asana
         .client()
         .create_webhook_with_handshake(receiver.store(), "1", &target)
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_millis(200))
+        .settle_time(Duration::from_millis(200))
         .send()
         .await
         .unwrap_err();
@@ -385,27 +380,17 @@ async fn a_create_whose_handshake_never_comes_times_out_and_closes_its_window() 
         matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
         "{err:?}"
     );
-    assert!(err.to_string().contains("window is closed"), "{err}");
-    // The window is closed: a late (or forged) handshake is refused.
-    let late = reqwest::Client::new()
-        .post(&target)
-        .header("X-Hook-Secret", "late")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(late.status().as_u16(), 403);
-    assert_eq!(
-        receiver
-            .store()
-            .by_target(&TargetKey::from_url(&target).unwrap())
-            .await
-            .unwrap(),
-        None
-    );
+    assert!(err.to_string().contains("in the background"), "{err}");
+    // Once the background work gave up, the registration is closed: a late
+    // (or forged) handshake is refused and nothing was stored.
+    let closed = || async { handshake_status(&target).await == 403 };
+    assert!(eventually(closed).await, "the registration was closed");
+    let key = TargetKey::from_url(&target).unwrap();
+    assert!(receiver.store().secrets_for(&key).await.unwrap().is_empty());
 }
 
 #[tokio::test]
-async fn dropping_the_create_future_closes_the_window() {
+async fn dropping_the_create_future_still_closes_the_registration() {
     let asana = FakeAsana::start().await;
     asana.set_behaviour(CreateBehaviour::Hang);
     let (base, receiver, _n) = receiver(MemorySecretStore::new()).await;
@@ -417,29 +402,20 @@ async fn dropping_the_create_future_closes_the_window() {
         async move {
             client
                 .create_webhook_with_handshake(&store, "1", &target)
+                .timeout(Duration::from_secs(1))
+                .settle_time(Duration::from_millis(300))
                 .send()
                 .await
         }
     });
-    // Wait until the create has opened its window (a handshake is then
-    // accepted), cancel it, and wait until handshakes are refused again.
-    let window_open = || async { handshake_status(&target).await == 200 };
-    assert!(
-        eventually(window_open).await,
-        "the create opened its window"
-    );
+    let open = || async { handshake_status(&target).await == 200 };
+    assert!(eventually(open).await, "the create opened its registration");
     task.abort();
     let _ = task.await;
-    let window_closed = || async { handshake_status(&target).await == 403 };
-    assert!(
-        eventually(window_closed).await,
-        "the cancelled create closed its window"
-    );
-    let key = TargetKey::from_url(&target).unwrap();
-    store
-        .open_window(&key, Duration::from_secs(1))
-        .await
-        .expect("a new registration can start");
+    // The request to Asana goes on in the background (timeout + settle
+    // time); when it gives up, the registration closes.
+    let closed = || async { handshake_status(&target).await == 403 };
+    assert!(eventually(closed).await, "the registration was closed");
 }
 
 /// The status a handshake POST to `url` gets.
@@ -502,7 +478,7 @@ async fn ensure_returns_the_existing_webhook_on_a_duplicate() {
         .unwrap();
     assert!(first.created);
 
-    asana.set_behaviour(CreateBehaviour::Duplicate);
+    // Found through the store's record of its resource…
     let again = asana
         .client()
         .create_webhook_with_handshake(receiver.store(), "1", &target)
@@ -511,13 +487,86 @@ async fn ensure_returns_the_existing_webhook_on_a_duplicate() {
         .unwrap();
     assert!(!again.created);
     assert_eq!(again.webhook.gid, first.webhook.gid);
+    // …and through Asana's list when the workspace is given.
+    let listed = asana
+        .client()
+        .create_webhook_with_handshake(receiver.store(), "1", &target)
+        .workspace("9")
+        .ensure()
+        .await
+        .unwrap();
+    assert_eq!(listed.webhook.gid, first.webhook.gid);
+}
 
-    // Without a stored secret for the target, the duplicate error stands.
+/// Point 2: with several webhooks on one target, `ensure` must return the
+/// one of its own resource, not whichever the target has.
+#[tokio::test]
+async fn ensure_finds_the_webhook_of_its_resource_among_several_on_one_target() {
+    let asana = FakeAsana::start().await;
+    let (base, receiver, _n) = receiver(MemorySecretStore::new()).await;
+    let target = format!("{base}/shared");
+    let client = asana.client();
+    let mut gids = Vec::new();
+    for resource in ["100", "200", "300"] {
+        let created = client
+            .create_webhook_with_handshake(receiver.store(), resource, &target)
+            .send()
+            .await
+            .unwrap();
+        gids.push(created.webhook.gid.unwrap());
+    }
+    for (resource, gid) in ["100", "200", "300"].iter().zip(&gids) {
+        for workspace in [None, Some("9")] {
+            let mut request = client.create_webhook_with_handshake(receiver.store(), *resource, &target);
+            if let Some(workspace) = workspace {
+                request = request.workspace(workspace);
+            }
+            let ensured = request.ensure().await.unwrap();
+            assert!(!ensured.created);
+            assert_eq!(ensured.webhook.gid.as_ref(), Some(gid), "resource {resource}, workspace {workspace:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn ensure_says_when_the_webhook_exists_but_its_secret_is_not_stored() {
+    let asana = FakeAsana::start().await;
+    let (base, receiver, _n) = receiver(MemorySecretStore::new()).await;
+    let target = format!("{base}/lost");
+    let created = asana
+        .client()
+        .create_webhook_with_handshake(receiver.store(), "1", &target)
+        .send()
+        .await
+        .unwrap();
+    let gid = created.webhook.gid.unwrap();
+    // The secret is lost (another machine, a wiped store…).
+    receiver.store().remove_gid(&gid).await.unwrap();
+
     let err = asana
         .client()
-        .create_webhook_with_handshake(receiver.store(), "1", format!("{base}/other"))
+        .create_webhook_with_handshake(receiver.store(), "1", &target)
+        .workspace("9")
         .ensure()
         .await
         .unwrap_err();
-    assert!(err.as_api().unwrap().is_duplicate_webhook(), "{err}");
+    let Error::Handshake(HandshakeError::SecretNotStored { webhook_gid, .. }) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(webhook_gid, &gid);
+    let message = err.to_string();
+    assert!(message.contains("delete it") && message.contains(&gid), "{message}");
+
+    // Without the workspace it cannot be looked up, and says so.
+    let err = asana
+        .client()
+        .create_webhook_with_handshake(receiver.store(), "1", &target)
+        .ensure()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::DuplicateNotFound { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("workspace"), "{err}");
 }

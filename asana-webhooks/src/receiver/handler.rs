@@ -1,27 +1,46 @@
 //! One webhook request, from raw bytes to a queued notification.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::limited_log::{LimitedWarning, refusal};
 use super::{Notification, Receiver};
-use crate::event::Delivery;
+use crate::event::parse_delivery;
 use crate::secret::HookSecret;
-use crate::secrets::{SecretStore, StoredSecret, TargetKey};
-use crate::signature::{self, SECRET_HEADER, SIGNATURE_HEADER};
+use crate::secrets::{HandshakeVerdict, SecretStore, StoredSecret, TargetKey};
+use crate::signature::{SECRET_HEADER, SIGNATURE_HEADER, Signature};
+
+static UNSIGNED: LimitedWarning = LimitedWarning::new();
+static UNKNOWN_TARGET: LimitedWarning = LimitedWarning::new();
+static BAD_SIGNATURE: LimitedWarning = LimitedWarning::new();
+static HANDSHAKE_REFUSED: LimitedWarning = LimitedWarning::new();
+static SLOW_BODY: LimitedWarning = LimitedWarning::new();
 
 fn answer(status: StatusCode, text: &'static str) -> Response {
     (status, text).into_response()
 }
 
+fn retry_later(text: &'static str, seconds: &'static str) -> Response {
+    let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, text);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static(seconds));
+    response
+}
+
 fn store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> Response {
-    tracing::error!(%target, %error, "secret store failed during a delivery");
+    tracing::error!(%target, %error, "secret store failed during a request");
+    retry_later("the secret store is unavailable\n", "5")
+}
+
+fn too_large() -> Response {
     answer(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the secret store is unavailable\n",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body exceeds the receiver's limit\n",
     )
 }
 
@@ -44,28 +63,16 @@ pub(super) async fn handle<S: SecretStore>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|len| len > inner.body_limit) {
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body exceeds the receiver's limit\n",
-        );
+        return too_large();
     }
-    let body = match Limited::new(body, inner.body_limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body exceeds the receiver's limit\n",
-            );
-        }
-        Err(_) => return answer(StatusCode::BAD_REQUEST, "the body could not be read\n"),
-    };
     let target =
         TargetKey::from_path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
 
+    // A handshake carries everything in its headers: its body is never read.
     if let Some(secret) = headers.get(SECRET_HEADER) {
         return handshake(&receiver, &target, secret).await;
     }
-    delivery(&receiver, target, &headers, &body).await
+    delivery(&receiver, target, &headers, body).await
 }
 
 async fn handshake<S: SecretStore>(
@@ -86,43 +93,35 @@ async fn handshake<S: SecretStore>(
             "X-Hook-Secret is empty or not text\n",
         );
     };
-    let accepted = match inner.store.accept_handshake(target, &secret).await {
-        Ok(true) => true,
-        Ok(false) if inner.accept_handshakes_outside_window => {
+    match inner.store.accept_handshake(target, &secret).await {
+        Ok(HandshakeVerdict::Accepted { suspicious }) => {
+            if suspicious {
+                tracing::warn!(%target, "more handshakes than registrations in flight for this target: someone other than Asana may be sending them; only the secret Asana's 201 answer confirms will be trusted");
+            } else {
+                tracing::info!(%target, "answered a webhook handshake; its secret is pending until Asana's answer confirms it");
+            }
+        }
+        Ok(_) if inner.accept_handshakes_outside_window => {
             tracing::warn!(%target, "accepting a handshake outside a registration window (explicitly enabled)");
             let record = StoredSecret {
                 target: target.clone(),
                 webhook_gid: None,
+                resource: None,
                 secret: secret.clone(),
             };
-            match inner.store.save(record).await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(%target, error = %e, "could not store a handshake secret");
-                    return answer(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the secret could not be stored\n",
-                    );
-                }
+            if let Err(e) = inner.store.save(record).await {
+                return store_unavailable(target, &e);
             }
         }
-        Ok(false) => false,
-        Err(e) => {
-            tracing::error!(%target, error = %e, "secret store failed during a handshake");
+        Ok(_) => {
+            refusal!(HANDSHAKE_REFUSED, %target, "refused a handshake: no webhook registration is in flight for this target");
             return answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the secret store is unavailable\n",
+                StatusCode::FORBIDDEN,
+                "no webhook registration is in flight for this target\n",
             );
         }
-    };
-    if !accepted {
-        tracing::warn!(%target, "refused a handshake: no webhook registration is in flight for this target");
-        return answer(
-            StatusCode::FORBIDDEN,
-            "no webhook registration is in flight for this target\n",
-        );
+        Err(e) => return store_unavailable(target, &e),
     }
-    tracing::info!(%target, "answered a webhook handshake");
     let mut response = StatusCode::OK.into_response();
     let mut echoed =
         header::HeaderValue::from_str(secret.expose()).expect("it came from a header value");
@@ -131,86 +130,143 @@ async fn handshake<S: SecretStore>(
     response
 }
 
+/// Which secret verified a delivery.
+enum Verified {
+    /// A stored secret: the delivery is genuine.
+    Stored(StoredSecret),
+    /// A secret only a handshake brought: good enough for a heartbeat.
+    Pending,
+}
+
+async fn read_body<S: SecretStore>(
+    receiver: &Receiver<S>,
+    target: &TargetKey,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let inner = &receiver.inner;
+    let collect = Limited::new(body, inner.body_limit).collect();
+    match tokio::time::timeout(inner.limits.body_read_timeout, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(answer(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read\n",
+        )),
+        Err(_) => {
+            refusal!(SLOW_BODY, %target, "a request body was not sent within the read timeout");
+            Err(answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body was not sent in time\n",
+            ))
+        }
+    }
+}
+
 async fn delivery<S: SecretStore>(
     receiver: &Receiver<S>,
     target: TargetKey,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Response {
     let store = &receiver.inner.store;
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .map(|v| v.to_str().unwrap_or(""));
-    let stored = match store.by_target(&target).await {
+    // Everything that can be refused from the headers is refused before a
+    // byte of the body is read.
+    let signature = match Signature::from_header(
+        headers
+            .get(SIGNATURE_HEADER)
+            .map(|v| v.to_str().unwrap_or("")),
+    ) {
+        Ok(signature) => signature,
+        Err(e) => {
+            refusal!(UNSIGNED, %target, error = %e, "refused a delivery");
+            return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
+        }
+    };
+    let stored = match store.secrets_for(&target).await {
         Ok(stored) => stored,
         Err(e) => return store_unavailable(&target, &e),
     };
-    let mut outcome = stored
-        .as_ref()
-        .map(|r| signature::verify(&r.secret, body, signature));
-    if !matches!(outcome, Some(Ok(()))) {
-        // A heartbeat can arrive between the handshake and the 201 answer,
-        // while the new secret still waits in the open window.
-        match store.pending_secret(&target).await {
-            Ok(Some(pending)) => outcome = Some(signature::verify(&pending, body, signature)),
-            Ok(None) => {}
+    let mut pending = None;
+    if stored.is_empty() {
+        match store.pending_secrets(&target).await {
+            Ok(secrets) if secrets.is_empty() => {
+                refusal!(UNKNOWN_TARGET, %target, "refused a delivery: no secret is known for this target");
+                return answer(
+                    StatusCode::UNAUTHORIZED,
+                    "no webhook secret is known for this target\n",
+                );
+            }
+            Ok(secrets) => pending = Some(secrets),
             Err(e) => return store_unavailable(&target, &e),
         }
     }
-    match outcome {
-        None => {
-            tracing::warn!(%target, "refused a delivery: no secret is stored for this target");
-            return answer(
-                StatusCode::UNAUTHORIZED,
-                "no webhook secret is known for this target\n",
-            );
+    let body = match read_body(receiver, &target, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+
+    let mut verified = stored
+        .into_iter()
+        .find(|record| signature.verify(&record.secret, &body).is_ok())
+        .map(Verified::Stored);
+    if verified.is_none() {
+        // Between the handshake and the 201 answer the new secret is only
+        // pending; Asana's first heartbeat can come in that gap.
+        let pending = match pending {
+            Some(pending) => pending,
+            None => match store.pending_secrets(&target).await {
+                Ok(secrets) => secrets,
+                Err(e) => return store_unavailable(&target, &e),
+            },
+        };
+        if pending.iter().any(|s| signature.verify(s, &body).is_ok()) {
+            verified = Some(Verified::Pending);
         }
-        Some(Err(e)) => {
-            tracing::warn!(%target, error = %e, "refused a delivery");
+    }
+    let confirmed = matches!(verified, Some(Verified::Stored(_)));
+    let webhook_gid = match verified {
+        None => {
+            refusal!(BAD_SIGNATURE, %target, "refused a delivery: the signature matches no secret of this target");
             return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
         }
-        Some(Ok(())) => {}
-    }
+        Some(Verified::Stored(record)) => record.webhook_gid,
+        Some(Verified::Pending) => None,
+    };
 
-    let delivery: Delivery = match serde_json::from_slice(body) {
-        Ok(delivery) => delivery,
+    let parsed = match parse_delivery(&body) {
+        Ok(parsed) => parsed,
         Err(e) => {
-            tracing::warn!(%target, error = %e, "a signed delivery is not valid JSON events");
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "the body is not an Asana delivery\n",
-            );
+            tracing::error!(%target, webhook_gid = webhook_gid.as_deref().unwrap_or("-"), error = %e, "a verified delivery is not JSON");
+            return answer(StatusCode::BAD_REQUEST, "the body is not JSON\n");
         }
     };
-    let webhook_gid = stored.and_then(|r| r.webhook_gid);
-    let notification = if delivery.is_heartbeat() {
+    let notification = if parsed.is_heartbeat() {
         Notification::Heartbeat {
             target,
             webhook_gid,
         }
+    } else if !confirmed {
+        // Anyone can send a handshake while a registration is in flight;
+        // until Asana's answer confirms the secret, its events wait.
+        tracing::info!(%target, "events signed with a secret not yet confirmed: answering 503 so that Asana delivers them again");
+        return retry_later("the webhook's secret is not confirmed yet\n", "2");
     } else {
         Notification::Events {
             target,
             webhook_gid,
-            events: delivery.events,
+            events: parsed.events,
+            undecoded: parsed.undecoded,
         }
     };
     match receiver.inner.queue.try_send(notification) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(TrySendError::Full(_)) => {
             tracing::warn!("delivery queue full: answering 503 so that Asana retries");
-            let mut response = answer(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "receiver busy, retry later\n",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-            response
+            retry_later("receiver busy, retry later\n", "5")
         }
         Err(TrySendError::Closed(_)) => {
             tracing::error!("nobody reads the delivery queue any more: answering 503");
-            answer(StatusCode::SERVICE_UNAVAILABLE, "receiver shutting down\n")
+            retry_later("receiver shutting down\n", "5")
         }
     }
 }

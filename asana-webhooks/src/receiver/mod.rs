@@ -1,20 +1,47 @@
-//! The receiving side: an axum router that answers handshakes inside their
-//! registration window, verifies every delivery, and hands verified events
-//! to your code through a bounded queue.
+//! The receiving side: an axum router that answers handshakes while a
+//! registration is in flight, verifies every delivery, and hands verified
+//! events to your code through a bounded queue.
 //!
 //! Requests are handled in this order, each step refusing before the next
-//! one runs:
+//! one runs; nothing is read from the body until the request could be
+//! genuine:
 //!
 //! | request | answer |
 //! |---|---|
 //! | not a POST | 405 |
-//! | body over the limit (default 1 MiB) | 413 |
-//! | `X-Hook-Secret` present, registration window open for its target | 200, header echoed |
-//! | `X-Hook-Secret` present, no window | 403, warning logged, nothing stored |
-//! | no secret known for the target, signature missing or wrong | 401 |
-//! | signature valid, body not a delivery | 400 |
-//! | heartbeat or events, queue has room | 200, [`Notification`] queued |
-//! | queue full (your code is behind) | 503: Asana retries later |
+//! | declared body over the limit (default 1 MiB) | 413 |
+//! | `X-Hook-Secret`, a registration for its target in flight | 200, header echoed; the secret is *pending* |
+//! | `X-Hook-Secret`, none in flight | 403, nothing stored |
+//! | no `X-Hook-Signature`, or not 64 hex digits | 401, body not read |
+//! | no secret stored or pending for the target | 401, body not read |
+//! | body slower than the read timeout (default 10 s) | 408 |
+//! | body over the limit | 413 |
+//! | signature matches no secret of the target | 401 |
+//! | signature matches a *pending* secret: a heartbeat | 200 |
+//! | signature matches a *pending* secret: events | 503 + `Retry-After`: Asana delivers again once the 201 confirmed it |
+//! | verified, not JSON | 400, logged with the webhook |
+//! | verified JSON, queue has room | 200, [`Notification`] queued |
+//! | queue full (your code is behind) | 503 + `Retry-After`: Asana retries later |
+//!
+//! A verified body that is JSON is never refused for its shape: events that
+//! do not decode into [`Event`] are handed over as [`UndecodedEvent`]s.
+//! Several webhooks may deliver to one target; a delivery is checked
+//! against each of their secrets (each comparison in constant time) and
+//! the notification names the webhook whose secret matched.
+//!
+//! Refusals are logged at `debug`, with a `warn` at most every 10 seconds
+//! per kind of refusal, so a flood of junk cannot flood the log.
+//!
+//! # Serving
+//!
+//! [`Receiver::serve`] runs the router with limits that slow or idle
+//! clients cannot exhaust: a header read timeout, an idle timeout for
+//! kept-alive connections, and a connection limit (see
+//! [`ReceiverBuilder::header_read_timeout`]). The body read timeout is part
+//! of the router itself. Mounting [`Receiver::router`] in your own server,
+//! give that server the same protection: with hyper, a `timer` and
+//! `header_read_timeout` on the HTTP/1 connection builder and a limit on
+//! concurrent connections (or a reverse proxy that does it).
 //!
 //! # Why a channel
 //!
@@ -27,12 +54,16 @@
 //! Asana delivers again later.
 
 mod handler;
+mod limited_log;
+mod serve;
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::event::Event;
+use std::time::Duration;
+
+use crate::event::{Event, UndecodedEvent};
 use crate::secrets::{SecretStore, TargetKey};
 
 /// The default largest accepted body: 1 MiB.
@@ -40,6 +71,18 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The default number of deliveries that may wait for your code.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+
+/// The default time allowed to read a request's body: 10 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default time allowed to read a request's headers: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default time a kept-alive connection may sit idle: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default largest number of open connections: 1024.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// What the receiver hands to your code.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,16 +92,20 @@ pub enum Notification {
     Events {
         /// The target it was delivered to.
         target: TargetKey,
-        /// The webhook's gid, when the store knows it.
+        /// The webhook whose secret verified the delivery, when its gid is
+        /// known.
         webhook_gid: Option<String>,
-        /// The events, as Asana sent them.
+        /// The events that decode, as Asana sent them.
         events: Vec<Event>,
+        /// The events that do not decode (drifted payloads), kept raw.
+        undecoded: Vec<UndecodedEvent>,
     },
     /// A verified heartbeat (`{"events": []}`).
     Heartbeat {
         /// The target it was delivered to.
         target: TargetKey,
-        /// The webhook's gid, when the store knows it.
+        /// The webhook whose secret verified it; `None` for the heartbeat
+        /// that comes before the 201 answer confirmed the secret.
         webhook_gid: Option<String>,
     },
 }
@@ -88,9 +135,52 @@ pub struct ReceiverBuilder<S> {
     body_limit: usize,
     queue_capacity: usize,
     accept_handshakes_outside_window: bool,
+    limits: Limits,
+}
+
+/// Time and connection limits (see the builder's setters).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
 }
 
 impl<S: SecretStore> ReceiverBuilder<S> {
+    /// How long reading a body may take before the request gets 408
+    /// (default 10 s). Applies to [`Receiver::router`] wherever it is
+    /// mounted. Asana sends small bodies at once; this stops a client that
+    /// trickles one from holding memory and a task.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_read_timeout = timeout;
+        self
+    }
+
+    /// How long reading a request's headers may take, counted from the
+    /// connection's start or its first byte (default 10 s). Used by
+    /// [`Receiver::serve`].
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may go without sending a byte while the
+    /// server waits for one (an idle keep-alive connection, or a stalled
+    /// client) before it is closed (default 60 s). Used by
+    /// [`Receiver::serve`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// The most connections served at once (default 1024, at least 1);
+    /// further clients wait to be accepted. Used by [`Receiver::serve`].
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limits.max_connections = max.max(1);
+        self
+    }
+
     /// The largest body accepted; larger ones get 413. Default 1 MiB.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -122,6 +212,7 @@ impl<S: SecretStore> ReceiverBuilder<S> {
                 store: self.store,
                 body_limit: self.body_limit,
                 accept_handshakes_outside_window: self.accept_handshakes_outside_window,
+                limits: self.limits,
                 queue: tx,
             }),
         };
@@ -170,6 +261,7 @@ struct Inner<S> {
     store: S,
     body_limit: usize,
     accept_handshakes_outside_window: bool,
+    limits: Limits,
     queue: mpsc::Sender<Notification>,
 }
 
@@ -186,6 +278,12 @@ impl<S: SecretStore> Receiver<S> {
             body_limit: DEFAULT_BODY_LIMIT,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             accept_handshakes_outside_window: false,
+            limits: Limits {
+                body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
+            },
         }
     }
 
@@ -203,7 +301,10 @@ impl<S: SecretStore> Receiver<S> {
             .with_state(self.clone())
     }
 
-    /// Serves the receiver alone on `listener` until `shutdown` completes.
+    /// Serves the receiver alone on `listener` until `shutdown` completes,
+    /// with the header, idle and connection limits of the builder. On
+    /// shutdown it stops accepting, lets the requests in flight finish
+    /// (each one answered), and returns.
     ///
     /// ```no_run
     /// # use asana_webhooks::{receiver::Receiver, secrets::MemorySecretStore};
@@ -218,8 +319,7 @@ impl<S: SecretStore> Receiver<S> {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let limits = self.inner.limits;
+        serve::serve(listener, self.router(), limits, shutdown).await
     }
 }

@@ -2,28 +2,71 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{MemorySecretStore, SecretStore, StoreError, StoredSecret, TargetKey};
+use super::registry::Registry;
+use super::{
+    HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
+    TargetKey,
+};
 use crate::secret::HookSecret;
 
-/// Secrets in a JSON file that survives restarts; windows in memory.
+/// Secrets in a JSON file that survives restarts; registrations in memory.
 ///
-/// Every change rewrites the file atomically: a temporary file beside it is
-/// written, flushed to disk and renamed over the old one, so a crash leaves
-/// the old or the new contents, never a torn file. The file is created with
-/// mode 0600 (readable by its owner only). One process should own the file;
-/// for several receiver instances implement [`SecretStore`] over a shared
-/// database.
+/// - **Atomic**: every change writes a new file beside the old one (created
+///   exclusively, mode 0600), flushes it, renames it over the old one and
+///   flushes the directory, so a crash leaves the old or the new contents.
+///   Temporary files a crash left behind are removed on open.
+/// - **Shared safely**: several processes may use one file (for example
+///   several `asana-webhooks listen`). Each change is made under an
+///   exclusive lock on `<file>.lock`, applied to what is on disk at that
+///   moment (not to a stale copy), so no process loses another's secrets;
+///   a process sees the others' changes when the file changes.
+/// - **Private**: the file is readable by its owner only.
+///
+/// Registrations in flight live in this process's memory: the handshake of
+/// a create must reach the process that sent it. Behind a load balancer,
+/// use a database-backed store shared by every instance.
 #[derive(Clone)]
 pub struct FileSecretStore {
-    path: Arc<PathBuf>,
+    inner: Arc<Inner>,
     memory: MemorySecretStore,
-    /// Serialises writes so that the file always holds the latest state.
-    write_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+struct Inner {
+    path: PathBuf,
+    lock_path: PathBuf,
+    /// Serialises this process's writers; the file lock serialises processes.
+    write_lock: tokio::sync::Mutex<()>,
+    /// The identity of the file version the memory copy was loaded from.
+    loaded: Mutex<Option<Stamp>>,
+}
+
+/// What tells one version of the file from the next (a rename changes the
+/// inode; a rewrite in place changes the time or the length).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(Stamp {
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+            #[cfg(not(unix))]
+            inode: 0,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -32,12 +75,15 @@ struct FileContents {
     webhooks: Vec<StoredSecret>,
 }
 
-const FILE_VERSION: u32 = 1;
+/// Version 2 holds several secrets per target (one per webhook) and the
+/// watched resource; version 1 (one secret per target) is read as is.
+const FILE_VERSION: u32 = 2;
+const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 impl std::fmt::Debug for FileSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSecretStore")
-            .field("path", &self.path)
+            .field("path", &self.inner.path)
             .field("memory", &self.memory)
             .finish()
     }
@@ -47,84 +93,198 @@ impl FileSecretStore {
     /// Opens the store at `path`, loading it when the file exists. A file
     /// that is not a secret store is reported, never overwritten.
     pub async fn open(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
-        let path = path.into();
-        let memory = MemorySecretStore::new();
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => {
-                let contents: FileContents =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                        path: path.display().to_string(),
-                        reason: e.to_string(),
-                    })?;
-                if contents.version != FILE_VERSION {
-                    return Err(StoreError::Corrupt {
-                        path: path.display().to_string(),
-                        reason: format!(
-                            "version {} (this crate reads version {FILE_VERSION})",
-                            contents.version
-                        ),
-                    });
-                }
-                memory.replace_records(contents.webhooks);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        }
-        Ok(Self {
-            path: Arc::new(path),
-            memory,
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-        })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    async fn persist(&self) -> Result<(), StoreError> {
-        let _guard = self.write_lock.lock().await;
-        let contents = FileContents {
-            version: FILE_VERSION,
-            webhooks: self.memory.records(),
+        let given = path.into();
+        let path = std::path::absolute(&given).map_err(|source| io_error(&given, source))?;
+        let mut lock_name = path.file_name().unwrap_or_default().to_os_string();
+        lock_name.push(".lock");
+        let store = Self {
+            inner: Arc::new(Inner {
+                lock_path: path.with_file_name(lock_name),
+                path,
+                write_lock: tokio::sync::Mutex::new(()),
+                loaded: Mutex::new(None),
+            }),
+            memory: MemorySecretStore::new(),
         };
-        let bytes = serde_json::to_vec_pretty(&contents).expect("secrets serialise");
-        let path = Arc::clone(&self.path);
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .expect("the write task does not panic")
-            .map_err(|source| StoreError::Io {
-                path: self.path.display().to_string(),
-                source,
-            })
+        let inner = Arc::clone(&store.inner);
+        let records = blocking(move || {
+            let _lock = inner.lock_file()?;
+            inner.remove_stale_temps()?;
+            inner.read()
+        })
+        .await?;
+        store.memory.with(|s| s.records = records.1);
+        *store.loaded() = records.0;
+        Ok(store)
+    }
+
+    /// The file's path (made absolute).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn loaded(&self) -> std::sync::MutexGuard<'_, Option<Stamp>> {
+        self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reloads the records when another process changed the file.
+    fn refresh(&self) -> Result<(), StoreError> {
+        let current = stamp(&self.inner.path).map_err(|e| self.inner.io(e))?;
+        if *self.loaded() == current {
+            return Ok(());
+        }
+        let (stamp, records) = self.inner.read()?;
+        self.memory.with(|s| s.records = records);
+        *self.loaded() = stamp;
+        Ok(())
+    }
+
+    /// Applies `change` to the records as they are on disk, under the file
+    /// lock, and writes the result before returning.
+    async fn change<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Registry) -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _guard = self.inner.write_lock.lock().await;
+        let (inner, memory) = (Arc::clone(&self.inner), self.memory.clone());
+        let (stamp, result) = blocking(move || {
+            let _lock = inner.lock_file()?;
+            let (_, on_disk) = inner.read()?;
+            let (result, records) = memory.with(|s| {
+                s.records = on_disk;
+                let result = change(s);
+                (result, s.records.clone())
+            });
+            let contents = FileContents {
+                version: FILE_VERSION,
+                webhooks: records,
+            };
+            let bytes = serde_json::to_vec_pretty(&contents).expect("secrets serialise");
+            if let Err(e) = write_atomically(&inner.path, &bytes) {
+                // Memory must not claim what the disk does not hold.
+                if let Ok((_, on_disk)) = inner.read() {
+                    memory.with(|s| s.records = on_disk);
+                }
+                return Err(inner.io(e));
+            }
+            Ok((stamp(&inner.path).map_err(|e| inner.io(e))?, result))
+        })
+        .await?;
+        *self.loaded() = stamp;
+        Ok(result)
     }
 }
 
-/// The temporary file a write goes through before it is renamed into place.
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("secret store file work does not panic")
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Inner {
+    fn io(&self, source: std::io::Error) -> StoreError {
+        io_error(&self.path, source)
+    }
+
+    /// Takes the exclusive lock shared by every process using this store;
+    /// it is released when the returned file is dropped.
+    fn lock_file(&self) -> Result<std::fs::File, StoreError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&self.lock_path)
+            .map_err(|e| io_error(&self.lock_path, e))?;
+        fs4::FileExt::lock(&file).map_err(|e| io_error(&self.lock_path, e))?;
+        Ok(file)
+    }
+
+    fn read(&self) -> Result<(Option<Stamp>, Vec<StoredSecret>), StoreError> {
+        let before = stamp(&self.path).map_err(|e| self.io(e))?;
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
+            Err(e) => return Err(self.io(e)),
+        };
+        let contents: FileContents =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        if !READABLE_VERSIONS.contains(&contents.version) {
+            return Err(StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                reason: format!(
+                    "version {} (this crate reads versions {READABLE_VERSIONS:?})",
+                    contents.version
+                ),
+            });
+        }
+        Ok((before, contents.webhooks))
+    }
+
+    /// Removes temporary files that a process killed mid-write left behind.
+    /// Called under the lock, so no live writer owns one.
+    fn remove_stale_temps(&self) -> Result<(), StoreError> {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return Ok(());
+        };
+        let mut prefix = name.to_os_string();
+        prefix.push(".tmp.");
+        let prefix = prefix.to_string_lossy().into_owned();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(dir, e)),
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let stale = entry.path();
+                tracing::info!(path = %stale.display(), "removing a temporary secrets file left by an interrupted write");
+                std::fs::remove_file(&stale).map_err(|e| io_error(&stale, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A fresh temporary file name beside `path`.
 fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(format!(".tmp.{}", std::process::id()));
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp.{}.{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     path.with_file_name(name)
 }
 
-/// Writes the full new contents to a temporary file and flushes it to disk.
+/// Writes the full new contents to a new temporary file (created
+/// exclusively, so never through a planted file or symlink, with mode 0600
+/// from the start) and flushes it to disk.
 fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let temp = temp_path(path);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
     Ok(temp)
 }
 
@@ -132,7 +292,7 @@ fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
 fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::rename(temp, path)?;
     #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
@@ -146,45 +306,58 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl SecretStore for FileSecretStore {
-    async fn open_window(&self, target: &TargetKey, ttl: Duration) -> Result<(), StoreError> {
-        self.memory.open_window(target, ttl).await
+    async fn open_registration(
+        &self,
+        target: &TargetKey,
+        ttl: Duration,
+    ) -> Result<RegistrationId, StoreError> {
+        self.memory.open_registration(target, ttl).await
     }
 
     async fn accept_handshake(
         &self,
         target: &TargetKey,
         secret: &HookSecret,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<HandshakeVerdict, StoreError> {
         self.memory.accept_handshake(target, secret).await
     }
 
-    async fn pending_secret(&self, target: &TargetKey) -> Result<Option<HookSecret>, StoreError> {
-        self.memory.pending_secret(target).await
+    async fn pending_secrets(&self, target: &TargetKey) -> Result<Vec<HookSecret>, StoreError> {
+        self.memory.pending_secrets(target).await
     }
 
-    async fn close_window(&self, target: &TargetKey) -> Result<Option<HookSecret>, StoreError> {
-        self.memory.close_window(target).await
+    async fn confirm(
+        &self,
+        _registration: &RegistrationId,
+        record: StoredSecret,
+    ) -> Result<bool, StoreError> {
+        self.change(move |s| s.confirm(record)).await
+    }
+
+    async fn close_registration(
+        &self,
+        registration: &RegistrationId,
+    ) -> Result<Vec<HookSecret>, StoreError> {
+        self.memory.close_registration(registration).await
     }
 
     async fn save(&self, record: StoredSecret) -> Result<(), StoreError> {
-        self.memory.save(record).await?;
-        self.persist().await
+        self.change(move |s| s.save(record)).await
     }
 
-    async fn by_target(&self, target: &TargetKey) -> Result<Option<StoredSecret>, StoreError> {
-        self.memory.by_target(target).await
+    async fn secrets_for(&self, target: &TargetKey) -> Result<Vec<StoredSecret>, StoreError> {
+        self.refresh()?;
+        self.memory.secrets_for(target).await
     }
 
     async fn by_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {
+        self.refresh()?;
         self.memory.by_gid(gid).await
     }
 
     async fn remove_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {
-        let removed = self.memory.remove_gid(gid).await?;
-        if removed.is_some() {
-            self.persist().await?;
-        }
-        Ok(removed)
+        let gid = gid.to_string();
+        self.change(move |s| s.remove_gid(&gid)).await
     }
 }
 
@@ -193,15 +366,19 @@ mod tests {
     use super::*;
 
     fn record(target: &str, gid: &str, secret: &str) -> StoredSecret {
-        StoredSecret {
-            target: TargetKey::from_path_and_query(target),
-            webhook_gid: Some(gid.into()),
-            secret: HookSecret::new(secret),
-        }
+        StoredSecret::new(
+            TargetKey::from_path_and_query(target),
+            gid,
+            HookSecret::new(secret),
+        )
+    }
+
+    fn key(target: &str) -> TargetKey {
+        TargetKey::from_path_and_query(target)
     }
 
     #[tokio::test]
-    async fn a_crash_between_write_and_rename_leaves_the_old_secret() {
+    async fn a_crash_between_write_and_rename_leaves_the_old_secret_and_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.json");
         let store = FileSecretStore::open(&path).await.unwrap();
@@ -209,47 +386,127 @@ mod tests {
 
         // The next write got as far as its temporary file, then the process died.
         let half =
-            br#"{"version":1,"webhooks":[{"target":"/a","webhook_gid":"1","secret":"new-sec"#;
+            br#"{"version":2,"webhooks":[{"target":"/a","webhook_gid":"1","secret":"new-sec"#;
         let temp = write_temp(&path, half).unwrap();
         assert!(temp.exists());
 
         let reopened = FileSecretStore::open(&path).await.unwrap();
         let found = reopened.by_gid("1").await.unwrap().unwrap();
         assert_eq!(found.secret.expose(), "old-secret");
-
-        // The next successful save replaces the leftover and wins.
-        reopened
-            .save(record("/a", "1", "new-secret"))
-            .await
-            .unwrap();
-        let again = FileSecretStore::open(&path).await.unwrap();
-        assert_eq!(
-            again
-                .by_target(&TargetKey::from_path_and_query("/a"))
-                .await
-                .unwrap()
-                .unwrap()
-                .secret
-                .expose(),
-            "new-secret"
-        );
-        assert!(!temp.exists(), "the rename consumed the temporary file");
+        assert!(!temp.exists(), "open removes what an interrupted write left");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[cfg(unix)]
     #[tokio::test]
-    async fn the_file_is_private_to_its_owner() {
+    async fn the_secret_file_stays_private_even_with_a_planted_world_readable_temp_file() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secrets.json");
-        FileSecretStore::open(&path)
-            .await
-            .unwrap()
-            .save(record("/a", "1", "s"))
-            .await
-            .unwrap();
+        // A leftover temp file with the old fixed name, world-readable.
+        let planted = dir
+            .path()
+            .join(format!("secrets.json.tmp.{}", std::process::id()));
+        std::fs::write(&planted, "{}").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let store = FileSecretStore::open(&path).await.unwrap();
+        store.save(record("/a", "1", "s")).await.unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let lock_mode = std::fs::metadata(dir.path().join("secrets.json.lock"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(lock_mode, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_temp_name_taken_by_a_symlink_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = dir.path().join("secrets.json");
+        // Exclusive creation refuses an existing name, symlink or not.
+        let temp = temp_path(&path);
+        std::os::unix::fs::symlink(&victim, &temp).unwrap();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        assert!(options.open(&temp).is_err());
+        let store = FileSecretStore::open(&path).await.unwrap();
+        store.save(record("/a", "1", "s")).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+    }
+
+    #[tokio::test]
+    async fn a_relative_path_is_made_absolute_so_its_directory_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        // Resolve against a known directory without changing the process's.
+        let relative = dir
+            .path()
+            .strip_prefix(&cwd)
+            .map(|p| p.join("s.json"))
+            .unwrap_or_else(|_| dir.path().join("s.json"));
+        let store = FileSecretStore::open(&relative).await.unwrap();
+        assert!(store.path().is_absolute());
+        assert!(store.path().parent().is_some_and(|d| !d.as_os_str().is_empty()));
+        let bare = FileSecretStore::open("bare-name.json").await.unwrap();
+        assert_eq!(bare.path().parent().unwrap(), cwd);
+    }
+
+    #[tokio::test]
+    async fn two_stores_on_one_file_never_lose_each_others_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let a = FileSecretStore::open(&path).await.unwrap();
+        let b = FileSecretStore::open(&path).await.unwrap();
+        let writes = (0..20).map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            async move { store.save(record("/shared", &n.to_string(), &format!("s{n}"))).await }
+        });
+        for result in futures::future::join_all(writes).await {
+            result.unwrap();
+        }
+        let fresh = FileSecretStore::open(&path).await.unwrap();
+        assert_eq!(fresh.secrets_for(&key("/shared")).await.unwrap().len(), 20);
+        // Each store sees the other's writes without reopening.
+        assert_eq!(a.secrets_for(&key("/shared")).await.unwrap().len(), 20);
+        assert!(b.by_gid("0").await.unwrap().is_some());
+        a.remove_gid("3").await.unwrap();
+        assert!(b.by_gid("3").await.unwrap().is_none());
+        assert_eq!(b.secrets_for(&key("/shared")).await.unwrap().len(), 19);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_file_is_read_and_rewritten_as_version_2_without_losing_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"webhooks":[
+                {"target":"/a","webhook_gid":"1","secret":"one"},
+                {"target":"/b","webhook_gid":"2","secret":"two"},
+                {"target":"/c","webhook_gid":null,"secret":"three"}]}"#,
+        )
+        .unwrap();
+        let store = FileSecretStore::open(&path).await.unwrap();
+        store.save(record("/a", "4", "four")).await.unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written["version"], 2);
+        assert_eq!(written["webhooks"].as_array().unwrap().len(), 4);
+        let reopened = FileSecretStore::open(&path).await.unwrap();
+        assert_eq!(reopened.secrets_for(&key("/a")).await.unwrap().len(), 2);
+        assert_eq!(reopened.by_gid("2").await.unwrap().unwrap().secret.expose(), "two");
+        assert_eq!(reopened.secrets_for(&key("/c")).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
@@ -260,5 +517,8 @@ mod tests {
         let err = FileSecretStore::open(&path).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "not json");
+        std::fs::write(&path, r#"{"version":9,"webhooks":[]}"#).unwrap();
+        let err = FileSecretStore::open(&path).await.unwrap_err();
+        assert!(err.to_string().contains("version 9"), "{err}");
     }
 }

@@ -1,47 +1,28 @@
 //! An in-process [`SecretStore`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use super::{SecretStore, StoreError, StoredSecret, TargetKey};
+use super::registry::Registry;
+use super::{HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey};
 use crate::secret::HookSecret;
 
-/// Secrets and windows in memory: for tests, single-process apps, and as the
-/// window half of [`super::FileSecretStore`]. Everything is lost on exit.
+/// Secrets and registrations in memory: for tests and single-process apps
+/// that re-create their webhooks at start. Everything is lost on exit; use
+/// [`super::FileSecretStore`] to keep secrets.
 #[derive(Clone, Default)]
 pub struct MemorySecretStore {
-    state: Arc<Mutex<State>>,
-}
-
-#[derive(Default)]
-struct State {
-    records: HashMap<TargetKey, StoredSecret>,
-    windows: HashMap<TargetKey, Window>,
-}
-
-struct Window {
-    expires_at: Instant,
-    handshake: Option<HookSecret>,
-}
-
-impl State {
-    fn open_window(&mut self, target: &TargetKey) -> Option<&mut Window> {
-        let now = Instant::now();
-        self.windows.retain(|_, w| w.expires_at > now);
-        self.windows.get_mut(target)
-    }
+    state: Arc<Mutex<Registry>>,
 }
 
 impl std::fmt::Debug for MemorySecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.state.lock().expect("store lock");
-        f.debug_struct("MemorySecretStore")
-            .field("secrets", &state.records.len())
-            .field("open_windows", &state.windows.len())
-            .finish()
+        self.with(|s| {
+            f.debug_struct("MemorySecretStore")
+                .field("secrets", &s.records.len())
+                .field("open_windows", &s.open_windows())
+                .finish()
+        })
     }
 }
 
@@ -51,98 +32,65 @@ impl MemorySecretStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        // A panic while holding the lock cannot leave the maps half-updated
-        // (each operation is one insert or remove), so poisoning is ignored.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        // Each registry operation leaves it consistent before it can panic,
+        // so a poisoned lock is still safe to use.
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut state)
-    }
-
-    /// Replaces every record at once (used by the file store on load).
-    pub(crate) fn replace_records(&self, records: Vec<StoredSecret>) {
-        self.with(|s| s.records = records.into_iter().map(|r| (r.target.clone(), r)).collect());
-    }
-
-    /// Every record, sorted by target (used by the file store to persist).
-    pub(crate) fn records(&self) -> Vec<StoredSecret> {
-        let mut all: Vec<StoredSecret> = self.with(|s| s.records.values().cloned().collect());
-        all.sort_by(|a, b| a.target.cmp(&b.target));
-        all
     }
 }
 
 impl SecretStore for MemorySecretStore {
-    async fn open_window(&self, target: &TargetKey, ttl: Duration) -> Result<(), StoreError> {
-        self.with(|s| {
-            if s.open_window(target).is_some() {
-                return Err(StoreError::WindowBusy(target.clone()));
-            }
-            s.windows.insert(
-                target.clone(),
-                Window {
-                    expires_at: Instant::now() + ttl,
-                    handshake: None,
-                },
-            );
-            Ok(())
-        })
+    async fn open_registration(
+        &self,
+        target: &TargetKey,
+        ttl: Duration,
+    ) -> Result<RegistrationId, StoreError> {
+        Ok(self.with(|s| s.open_registration(target, ttl)))
     }
 
     async fn accept_handshake(
         &self,
         target: &TargetKey,
         secret: &HookSecret,
+    ) -> Result<HandshakeVerdict, StoreError> {
+        Ok(self.with(|s| s.accept_handshake(target, secret)))
+    }
+
+    async fn pending_secrets(&self, target: &TargetKey) -> Result<Vec<HookSecret>, StoreError> {
+        Ok(self.with(|s| s.pending_secrets(target)))
+    }
+
+    async fn confirm(
+        &self,
+        _registration: &RegistrationId,
+        record: StoredSecret,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|s| match s.open_window(target) {
-            Some(window) => {
-                window.handshake = Some(secret.clone());
-                true
-            }
-            None => false,
-        }))
+        Ok(self.with(|s| s.confirm(record)))
     }
 
-    async fn pending_secret(&self, target: &TargetKey) -> Result<Option<HookSecret>, StoreError> {
-        Ok(self.with(|s| s.open_window(target).and_then(|w| w.handshake.clone())))
-    }
-
-    async fn close_window(&self, target: &TargetKey) -> Result<Option<HookSecret>, StoreError> {
-        Ok(self.with(|s| s.windows.remove(target).and_then(|w| w.handshake)))
+    async fn close_registration(
+        &self,
+        registration: &RegistrationId,
+    ) -> Result<Vec<HookSecret>, StoreError> {
+        Ok(self.with(|s| s.close_registration(registration)))
     }
 
     async fn save(&self, record: StoredSecret) -> Result<(), StoreError> {
-        self.with(|s| {
-            if let Some(gid) = &record.webhook_gid {
-                s.records.retain(|_, r| r.webhook_gid.as_ref() != Some(gid));
-            }
-            s.records.insert(record.target.clone(), record);
-        });
+        self.with(|s| s.save(record));
         Ok(())
     }
 
-    async fn by_target(&self, target: &TargetKey) -> Result<Option<StoredSecret>, StoreError> {
-        Ok(self.with(|s| s.records.get(target).cloned()))
+    async fn secrets_for(&self, target: &TargetKey) -> Result<Vec<StoredSecret>, StoreError> {
+        Ok(self.with(|s| s.secrets_for(target)))
     }
 
     async fn by_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {
-        Ok(self.with(|s| {
-            s.records
-                .values()
-                .find(|r| r.webhook_gid.as_deref() == Some(gid))
-                .cloned()
-        }))
+        Ok(self.with(|s| s.by_gid(gid)))
     }
 
     async fn remove_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {
-        Ok(self.with(|s| {
-            let target = s
-                .records
-                .values()
-                .find(|r| r.webhook_gid.as_deref() == Some(gid))?
-                .target
-                .clone();
-            s.records.remove(&target)
-        }))
+        Ok(self.with(|s| s.remove_gid(gid)))
     }
 }
 
@@ -154,73 +102,121 @@ mod tests {
         TargetKey::from_path_and_query(s)
     }
 
+    fn secret(s: &str) -> HookSecret {
+        HookSecret::new(s)
+    }
+
+    const TTL: Duration = Duration::from_secs(5);
+
     #[tokio::test]
-    async fn a_handshake_is_accepted_only_inside_an_open_window() {
+    async fn a_handshake_is_accepted_only_while_a_registration_is_open() {
         let store = MemorySecretStore::new();
-        let secret = HookSecret::new("abc");
-        assert!(!store.accept_handshake(&key("/a"), &secret).await.unwrap());
-        store
-            .open_window(&key("/a"), Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.open_window(&key("/a"), Duration::from_secs(5)).await,
-            Err(StoreError::WindowBusy(_))
-        ));
-        assert!(!store.accept_handshake(&key("/b"), &secret).await.unwrap());
-        assert!(store.accept_handshake(&key("/a"), &secret).await.unwrap());
         assert_eq!(
-            store.pending_secret(&key("/a")).await.unwrap(),
-            Some(secret.clone())
+            store.accept_handshake(&key("/a"), &secret("s")).await.unwrap(),
+            HandshakeVerdict::NoRegistration
+        );
+        let id = store.open_registration(&key("/a"), TTL).await.unwrap();
+        assert_eq!(
+            store.accept_handshake(&key("/b"), &secret("s")).await.unwrap(),
+            HandshakeVerdict::NoRegistration
         );
         assert_eq!(
-            store.close_window(&key("/a")).await.unwrap(),
-            Some(secret.clone())
+            store.accept_handshake(&key("/a"), &secret("s")).await.unwrap(),
+            HandshakeVerdict::Accepted { suspicious: false }
         );
-        assert!(!store.accept_handshake(&key("/a"), &secret).await.unwrap());
+        assert_eq!(store.pending_secrets(&key("/a")).await.unwrap(), [secret("s")]);
         assert_eq!(
-            store.by_target(&key("/a")).await.unwrap(),
-            None,
+            store.close_registration(&id).await.unwrap(),
+            [secret("s")],
+            "the unconfirmed secret is returned as a candidate"
+        );
+        assert!(store.pending_secrets(&key("/a")).await.unwrap().is_empty());
+        assert!(
+            store.secrets_for(&key("/a")).await.unwrap().is_empty(),
             "a handshake alone stores nothing"
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn windows_expire() {
+    #[tokio::test]
+    async fn concurrent_registrations_each_confirm_their_own_secret() {
         let store = MemorySecretStore::new();
-        store
-            .open_window(&key("/a"), Duration::from_secs(1))
-            .await
-            .unwrap();
-        tokio::time::advance(Duration::from_secs(2)).await;
+        let ids: Vec<_> = futures::future::join_all(
+            (0..4).map(|_| store.open_registration(&key("/a"), TTL)),
+        )
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+        for n in 0..4 {
+            let verdict = store
+                .accept_handshake(&key("/a"), &secret(&format!("s{n}")))
+                .await
+                .unwrap();
+            assert_eq!(verdict, HandshakeVerdict::Accepted { suspicious: false });
+        }
+        assert_eq!(
+            store.accept_handshake(&key("/a"), &secret("extra")).await.unwrap(),
+            HandshakeVerdict::Accepted { suspicious: true },
+            "a fifth handshake for four registrations is suspicious"
+        );
+        for (n, id) in ids.iter().enumerate() {
+            let record = StoredSecret::new(key("/a"), format!("{n}"), secret(&format!("s{n}")));
+            assert!(store.confirm(id, record).await.unwrap());
+        }
         assert!(
             !store
-                .accept_handshake(&key("/a"), &HookSecret::new("x"))
+                .confirm(&ids[0], StoredSecret::new(key("/a"), "9", secret("never-sent")))
                 .await
-                .unwrap()
+                .unwrap(),
+            "a secret no handshake brought is not confirmed"
         );
+        for id in &ids {
+            store.close_registration(id).await.unwrap();
+        }
+        let stored = store.secrets_for(&key("/a")).await.unwrap();
+        assert_eq!(stored.len(), 4, "four webhooks, four secrets on one target");
+        assert!(store.pending_secrets(&key("/a")).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registrations_expire_with_their_pending_secrets() {
+        let store = MemorySecretStore::new();
         store
-            .open_window(&key("/a"), Duration::from_secs(1))
+            .open_registration(&key("/a"), Duration::from_secs(1))
             .await
             .unwrap();
+        store.accept_handshake(&key("/a"), &secret("p")).await.unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(
+            store.accept_handshake(&key("/a"), &secret("x")).await.unwrap(),
+            HandshakeVerdict::NoRegistration
+        );
+        assert!(store.pending_secrets(&key("/a")).await.unwrap().is_empty());
     }
 
     #[tokio::test]
-    async fn records_are_found_by_target_and_gid() {
+    async fn several_webhooks_on_one_target_keep_their_own_secrets() {
         let store = MemorySecretStore::new();
-        let record = StoredSecret {
-            target: key("/a"),
-            webhook_gid: Some("1".into()),
-            secret: HookSecret::new("topsecretvalue"),
-        };
-        store.save(record.clone()).await.unwrap();
-        assert!(!format!("{store:?} {record:?}").contains("topsecretvalue"));
-        assert_eq!(store.by_gid("1").await.unwrap(), Some(record.clone()));
-        assert_eq!(
-            store.by_target(&key("/a")).await.unwrap(),
-            Some(record.clone())
-        );
-        assert_eq!(store.remove_gid("1").await.unwrap(), Some(record));
-        assert_eq!(store.by_target(&key("/a")).await.unwrap(), None);
+        store
+            .save(StoredSecret::new(key("/a"), "1", secret("one")))
+            .await
+            .unwrap();
+        store
+            .save(StoredSecret::new(key("/a"), "2", secret("two")))
+            .await
+            .unwrap();
+        assert_eq!(store.secrets_for(&key("/a")).await.unwrap().len(), 2);
+        // Saving webhook 1 again replaces its own record only.
+        store
+            .save(StoredSecret::new(key("/a"), "1", secret("one-b")))
+            .await
+            .unwrap();
+        assert_eq!(store.secrets_for(&key("/a")).await.unwrap().len(), 2);
+        let removed = store.remove_gid("1").await.unwrap().unwrap();
+        assert_eq!(removed.secret.expose(), "one-b");
+        let left = store.secrets_for(&key("/a")).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].webhook_gid.as_deref(), Some("2"));
+        assert!(!format!("{store:?} {left:?}").contains("two"));
     }
 }

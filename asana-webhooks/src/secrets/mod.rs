@@ -1,15 +1,37 @@
-//! Where webhook secrets and open registration windows live.
+//! Where webhook secrets and registrations in flight live.
 //!
 //! A secret arrives once (in the handshake and the 201 answer) and signs
 //! every delivery after that: losing it makes the webhook useless, leaking
-//! it lets anyone forge deliveries. A [`SecretStore`] keeps each secret
-//! under its target (what the receiver sees) and its webhook gid (what the
-//! API returns), together with the registration windows during which a
-//! handshake is accepted. Several receiver instances behind a load balancer
-//! share state by sharing one store implementation.
+//! it lets anyone forge deliveries. A [`SecretStore`] keeps one secret per
+//! webhook, several per target (webhooks on different resources may share
+//! one URL), and the registrations in flight during which a handshake for a
+//! target is accepted.
+//!
+//! # Registrations and the handshake
+//!
+//! ```text
+//! create                         store                          receiver
+//! open_registration(target) ──▶ window open
+//!                                                   ◀── handshake: accept_handshake
+//!                               secret *pending*         (echoed; verifies heartbeats only)
+//! 201 with X-Hook-Secret ─────▶ confirm(secret == 201's)
+//!                               secret stored ──────────▶ verifies deliveries
+//! close_registration ─────────▶ unconfirmed secrets discarded
+//! ```
+//!
+//! A secret that only came through a handshake is never trusted for events:
+//! anyone who can reach the endpoint can send a handshake while a
+//! registration is in flight. Only the 201 answer, which comes from Asana
+//! over TLS, confirms it. Several registrations for one target may be in
+//! flight at once; each confirms the secret of its own 201 answer.
+//!
+//! Several receiver instances behind a load balancer share state by sharing
+//! one store implementation (a database); [`MemorySecretStore`] and
+//! [`FileSecretStore`] serve one machine.
 
 mod file;
 mod memory;
+mod registry;
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,10 +92,77 @@ impl std::fmt::Display for TargetKey {
 pub struct StoredSecret {
     /// Where the webhook delivers.
     pub target: TargetKey,
-    /// The webhook's gid, once Asana's 201 answer gave it.
+    /// The webhook's gid, once Asana's 201 answer gave it. `None` only for
+    /// secrets accepted by the explicit outside-a-window opt-in.
     pub webhook_gid: Option<String>,
+    /// The resource the webhook watches, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     /// The secret.
     pub secret: HookSecret,
+}
+
+impl StoredSecret {
+    /// A confirmed webhook's record.
+    pub fn new(target: TargetKey, webhook_gid: impl Into<String>, secret: HookSecret) -> Self {
+        Self {
+            target,
+            webhook_gid: Some(webhook_gid.into()),
+            resource: None,
+            secret,
+        }
+    }
+
+    /// Records the watched resource too.
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+}
+
+/// Identifies one registration in flight (one create through the
+/// handshake). Unique across processes, so that a shared store can tell
+/// the registrations of several instances apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegistrationId(String);
+
+impl RegistrationId {
+    /// A new random id (128 bits).
+    pub fn random() -> Self {
+        Self(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+    }
+
+    /// An id read back from storage.
+    pub fn from_string(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RegistrationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What [`SecretStore::accept_handshake`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeVerdict {
+    /// No registration for the target is in flight: refuse it.
+    NoRegistration,
+    /// Accepted and kept as pending (unconfirmed) for the target.
+    Accepted {
+        /// More handshakes arrived than registrations are in flight for
+        /// the target: someone other than Asana may be talking to the
+        /// endpoint. The secret is still only pending, so it can do no harm.
+        suspicious: bool,
+    },
 }
 
 /// Why a store operation failed.
@@ -97,9 +186,6 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A registration for this target is already in flight.
-    #[error("a webhook registration for target {0} is already in flight; wait for it to finish")]
-    WindowBusy(TargetKey),
     /// The target is not an absolute URL.
     #[error("target `{target}` is not an absolute URL: {reason}")]
     InvalidTarget {
@@ -108,53 +194,71 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A database or other backend failed.
+    #[error("secret store backend: {0}")]
+    Backend(String),
 }
 
-/// Storage for webhook secrets and registration windows.
+/// Storage for webhook secrets and registrations in flight.
 ///
 /// Implementations are cheap-to-clone handles to shared state. Every method
-/// is async so that a store can live in a database or a cache shared by
-/// several receiver processes.
+/// is async and is one atomic step, so that a store can live in a database
+/// shared by several receiver processes.
 pub trait SecretStore: Clone + Send + Sync + 'static {
-    /// Opens the registration window of `target` for `ttl`: until it is
-    /// closed or expires, one handshake for `target` is accepted. Fails with
-    /// [`StoreError::WindowBusy`] while another window for `target` is open.
-    fn open_window(
+    /// Starts a registration for `target`, open for `ttl` at most. While at
+    /// least one registration of a target is open, handshakes for it are
+    /// accepted as pending secrets. Several may be open at once.
+    fn open_registration(
         &self,
         target: &TargetKey,
         ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<RegistrationId, StoreError>> + Send;
 
-    /// Records a handshake's secret if a window for `target` is open;
-    /// returns whether it was. Stored secrets are not touched.
+    /// Records a handshake's secret as pending if a registration for
+    /// `target` is open. Stored secrets are never touched.
     fn accept_handshake(
         &self,
         target: &TargetKey,
         secret: &HookSecret,
+    ) -> impl Future<Output = Result<HandshakeVerdict, StoreError>> + Send;
+
+    /// The pending (unconfirmed) secrets of `target`. They may verify a
+    /// heartbeat, never events.
+    fn pending_secrets(
+        &self,
+        target: &TargetKey,
+    ) -> impl Future<Output = Result<Vec<HookSecret>, StoreError>> + Send;
+
+    /// Confirms `record.secret` (the one in Asana's 201 answer): when it is
+    /// pending for `record.target`, it stops being pending and `record` is
+    /// saved, atomically, and `true` is returned. When no handshake brought
+    /// that secret, nothing changes and `false` is returned.
+    fn confirm(
+        &self,
+        registration: &RegistrationId,
+        record: StoredSecret,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// The secret a handshake left in the open window of `target`, if any.
-    fn pending_secret(
+    /// Ends a registration and returns the secrets that handshakes brought
+    /// for its target since it opened and that nobody confirmed (the
+    /// candidates for a create whose answer never came). When it was the
+    /// last registration of its target, every unconfirmed secret is
+    /// discarded. Closing a closed registration returns nothing.
+    fn close_registration(
         &self,
-        target: &TargetKey,
-    ) -> impl Future<Output = Result<Option<HookSecret>, StoreError>> + Send;
+        registration: &RegistrationId,
+    ) -> impl Future<Output = Result<Vec<HookSecret>, StoreError>> + Send;
 
-    /// Closes the window of `target` and returns the handshake secret it
-    /// received, if any. Closing a closed window is not an error.
-    fn close_window(
-        &self,
-        target: &TargetKey,
-    ) -> impl Future<Output = Result<Option<HookSecret>, StoreError>> + Send;
-
-    /// Saves a secret, replacing the one stored for its target (and for its
-    /// gid). Durable stores return only once it is durable.
+    /// Saves a secret: it replaces the record of the same webhook gid (or,
+    /// without a gid, the same target and secret); other webhooks' secrets
+    /// of the target are kept. Durable stores return once it is durable.
     fn save(&self, record: StoredSecret) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The secret stored for a target.
-    fn by_target(
+    /// Every secret stored for a target, one per webhook.
+    fn secrets_for(
         &self,
         target: &TargetKey,
-    ) -> impl Future<Output = Result<Option<StoredSecret>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<StoredSecret>, StoreError>> + Send;
 
     /// The secret stored for a webhook gid.
     fn by_gid(
@@ -162,7 +266,8 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         gid: &str,
     ) -> impl Future<Output = Result<Option<StoredSecret>, StoreError>> + Send;
 
-    /// Forgets the secret of a webhook gid (after deleting the webhook).
+    /// Forgets the secret of a webhook gid (after deleting the webhook);
+    /// the other secrets of its target stay.
     fn remove_gid(
         &self,
         gid: &str,
@@ -189,5 +294,13 @@ mod tests {
             TargetKey::from_url("/relative"),
             Err(StoreError::InvalidTarget { .. })
         ));
+    }
+
+    #[test]
+    fn registration_ids_are_distinct() {
+        let a = RegistrationId::random();
+        let b = RegistrationId::random();
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
     }
 }

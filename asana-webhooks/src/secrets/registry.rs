@@ -1,0 +1,176 @@
+//! The state machine behind the in-process stores: records (one per
+//! webhook) and registration windows (several registrations per target,
+//! collecting pending handshake secrets). Plain data, no I/O: the memory
+//! store wraps it in a mutex, the file store persists its records.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+
+use super::{HandshakeVerdict, RegistrationId, StoredSecret, TargetKey};
+use crate::secret::HookSecret;
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) records: Vec<StoredSecret>,
+    windows: HashMap<TargetKey, Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    registrations: Vec<Registration>,
+    pending: Vec<Pending>,
+}
+
+struct Registration {
+    id: RegistrationId,
+    opened_at: Instant,
+    expires_at: Instant,
+}
+
+struct Pending {
+    secret: HookSecret,
+    received_at: Instant,
+}
+
+/// Compares two secrets in constant time (for equal lengths).
+pub(crate) fn same_secret(a: &HookSecret, b: &HookSecret) -> bool {
+    bool::from(a.expose().as_bytes().ct_eq(b.expose().as_bytes()))
+}
+
+impl Registry {
+    /// Drops expired registrations, and windows left with none (their
+    /// unconfirmed secrets with them).
+    fn expire(&mut self) {
+        let now = Instant::now();
+        self.windows.retain(|_, window| {
+            window.registrations.retain(|r| r.expires_at > now);
+            !window.registrations.is_empty()
+        });
+    }
+
+    pub(crate) fn open_registration(&mut self, target: &TargetKey, ttl: Duration) -> RegistrationId {
+        self.expire();
+        let id = RegistrationId::random();
+        let now = Instant::now();
+        self.windows
+            .entry(target.clone())
+            .or_default()
+            .registrations
+            .push(Registration {
+                id: id.clone(),
+                opened_at: now,
+                expires_at: now + ttl,
+            });
+        id
+    }
+
+    pub(crate) fn accept_handshake(
+        &mut self,
+        target: &TargetKey,
+        secret: &HookSecret,
+    ) -> HandshakeVerdict {
+        self.expire();
+        let Some(window) = self.windows.get_mut(target) else {
+            return HandshakeVerdict::NoRegistration;
+        };
+        if !window.pending.iter().any(|p| same_secret(&p.secret, secret)) {
+            window.pending.push(Pending {
+                secret: secret.clone(),
+                received_at: Instant::now(),
+            });
+        }
+        HandshakeVerdict::Accepted {
+            suspicious: window.pending.len() > window.registrations.len(),
+        }
+    }
+
+    pub(crate) fn pending_secrets(&mut self, target: &TargetKey) -> Vec<HookSecret> {
+        self.expire();
+        self.windows
+            .get(target)
+            .map(|w| w.pending.iter().map(|p| p.secret.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Takes `record.secret` out of the pending set of its target; saves the
+    /// record when it was there.
+    pub(crate) fn confirm(&mut self, record: StoredSecret) -> bool {
+        self.expire();
+        let Some(window) = self.windows.get_mut(&record.target) else {
+            return false;
+        };
+        let Some(index) = window
+            .pending
+            .iter()
+            .position(|p| same_secret(&p.secret, &record.secret))
+        else {
+            return false;
+        };
+        window.pending.remove(index);
+        self.save(record);
+        true
+    }
+
+    pub(crate) fn close_registration(&mut self, id: &RegistrationId) -> Vec<HookSecret> {
+        let Some((target, index)) = self.windows.iter().find_map(|(target, window)| {
+            window
+                .registrations
+                .iter()
+                .position(|r| &r.id == id)
+                .map(|index| (target.clone(), index))
+        }) else {
+            return Vec::new();
+        };
+        let window = self.windows.get_mut(&target).expect("found above");
+        let registration = window.registrations.remove(index);
+        let candidates = window
+            .pending
+            .iter()
+            .filter(|p| p.received_at >= registration.opened_at)
+            .map(|p| p.secret.clone())
+            .collect();
+        if window.registrations.is_empty() {
+            self.windows.remove(&target);
+        }
+        self.expire();
+        candidates
+    }
+
+    pub(crate) fn save(&mut self, record: StoredSecret) {
+        self.records.retain(|r| match (&record.webhook_gid, &r.webhook_gid) {
+            (Some(gid), Some(other)) if gid == other => false,
+            _ => !(r.target == record.target && same_secret(&r.secret, &record.secret)),
+        });
+        self.records.push(record);
+    }
+
+    pub(crate) fn secrets_for(&self, target: &TargetKey) -> Vec<StoredSecret> {
+        self.records
+            .iter()
+            .filter(|r| &r.target == target)
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn by_gid(&self, gid: &str) -> Option<StoredSecret> {
+        self.records
+            .iter()
+            .find(|r| r.webhook_gid.as_deref() == Some(gid))
+            .cloned()
+    }
+
+    pub(crate) fn remove_gid(&mut self, gid: &str) -> Option<StoredSecret> {
+        let index = self
+            .records
+            .iter()
+            .position(|r| r.webhook_gid.as_deref() == Some(gid))?;
+        Some(self.records.remove(index))
+    }
+
+    pub(crate) fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+}
