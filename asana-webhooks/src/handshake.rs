@@ -396,7 +396,8 @@ impl<S: SecretStore> Registration<S> {
             );
             return;
         };
-        let found = match list_for_target(&self.client, workspace, &self.resource, &self.target).await
+        let found = match list_for_target(&self.client, workspace, &self.resource, &self.target)
+            .await
         {
             Ok(found) => found,
             Err(e) => {
@@ -409,10 +410,10 @@ impl<S: SecretStore> Registration<S> {
             if self.store.by_gid(&gid).await.ok().flatten().is_some() {
                 continue;
             }
-            if let [secret] = candidates.as_slice() {
-                if self.save_recovered(&gid, secret).await {
-                    continue;
-                }
+            if let [secret] = candidates.as_slice()
+                && self.save_recovered(&gid, secret).await
+            {
+                continue;
             }
             let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
             tracing::warn!(%gid, deleted, candidates = candidates.len(), "deleted a webhook whose secret could not be told apart");

@@ -249,3 +249,78 @@ fn help_teaches_the_handshake_and_lists_the_seeded_objects() {
         assert!(out.contains(gid), "{out}");
     }
 }
+
+#[test]
+fn listen_runs_several_webhooks_on_one_target() {
+    let sandbox = Running::start(
+        &["sandbox", "--addr", "127.0.0.1:0", "--time-scale", "3600"],
+        &[],
+    );
+    let banner = sandbox.line_with("--base-url");
+    let base_url = banner.rsplit(' ').next().unwrap().to_string();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let target = format!("http://{addr}/hooks/all");
+    let listener = Running::start(
+        &[
+            "listen",
+            "--addr",
+            &addr,
+            "--resource",
+            PROJECT,
+            "--resource",
+            TASK,
+            "--workspace",
+            WORKSPACE,
+            "--target",
+            &target,
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ],
+        &env,
+    );
+    // Both handshakes went through: two secrets on one target.
+    listener.line_with("heartbeat");
+    listener.line_with("heartbeat");
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secrets).unwrap()).unwrap();
+    let records = stored["webhooks"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{stored}");
+    assert!(records.iter().all(|r| r["target"] == "/hooks/all"));
+
+    // A change to the task reaches both webhooks (the task's own and the
+    // project's); each delivery is verified with its own webhook's secret.
+    let (code, out, _) = run(
+        &[
+            "trigger",
+            "--resource",
+            TASK,
+            "--action",
+            "changed",
+            "--field",
+            "name",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let mut gids = std::collections::BTreeSet::new();
+    for _ in 0..2 {
+        let line: serde_json::Value =
+            serde_json::from_str(&listener.line_with("\"event\"")).unwrap();
+        assert_eq!(line["event"]["resource"]["gid"], TASK);
+        gids.insert(line["webhook_gid"].as_str().unwrap().to_string());
+    }
+    let expected: std::collections::BTreeSet<String> = records
+        .iter()
+        .map(|r| r["webhook_gid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        gids, expected,
+        "each webhook's deliveries were verified and printed"
+    );
+}

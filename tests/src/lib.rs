@@ -262,7 +262,10 @@ async fn list(
                 "resource": {"gid": resource, "resource_type": "task"}, "target": target})
         })
         .collect();
-    (StatusCode::OK, Json(json!({"data": data, "next_page": null})))
+    (
+        StatusCode::OK,
+        Json(json!({"data": data, "next_page": null})),
+    )
 }
 
 async fn remove(State(state): State<FakeState>, Path(gid): Path<String>) -> Json<Value> {

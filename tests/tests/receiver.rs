@@ -111,7 +111,10 @@ async fn a_handshake_outside_a_window_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 403);
     assert!(response.headers().get("x-hook-secret").is_none());
-    assert_eq!(receiver.store().secrets_for(&key).await.unwrap(), [original]);
+    assert_eq!(
+        receiver.store().secrets_for(&key).await.unwrap(),
+        [original]
+    );
 }
 
 #[tokio::test]
@@ -517,13 +520,18 @@ async fn ensure_finds_the_webhook_of_its_resource_among_several_on_one_target() 
     }
     for (resource, gid) in ["100", "200", "300"].iter().zip(&gids) {
         for workspace in [None, Some("9")] {
-            let mut request = client.create_webhook_with_handshake(receiver.store(), *resource, &target);
+            let mut request =
+                client.create_webhook_with_handshake(receiver.store(), *resource, &target);
             if let Some(workspace) = workspace {
                 request = request.workspace(workspace);
             }
             let ensured = request.ensure().await.unwrap();
             assert!(!ensured.created);
-            assert_eq!(ensured.webhook.gid.as_ref(), Some(gid), "resource {resource}, workspace {workspace:?}");
+            assert_eq!(
+                ensured.webhook.gid.as_ref(),
+                Some(gid),
+                "resource {resource}, workspace {workspace:?}"
+            );
         }
     }
 }
@@ -555,7 +563,10 @@ async fn ensure_says_when_the_webhook_exists_but_its_secret_is_not_stored() {
     };
     assert_eq!(webhook_gid, &gid);
     let message = err.to_string();
-    assert!(message.contains("delete it") && message.contains(&gid), "{message}");
+    assert!(
+        message.contains("delete it") && message.contains(&gid),
+        "{message}"
+    );
 
     // Without the workspace it cannot be looked up, and says so.
     let err = asana
@@ -565,7 +576,10 @@ async fn ensure_says_when_the_webhook_exists_but_its_secret_is_not_stored() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Handshake(HandshakeError::DuplicateNotFound { .. })),
+        matches!(
+            err,
+            Error::Handshake(HandshakeError::DuplicateNotFound { .. })
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("workspace"), "{err}");

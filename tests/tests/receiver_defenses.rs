@@ -25,7 +25,9 @@ async fn next(notifications: &mut Notifications) -> Notification {
         .expect("open")
 }
 
-async fn receiver(store: MemorySecretStore) -> (String, Receiver<MemorySecretStore>, Notifications) {
+async fn receiver(
+    store: MemorySecretStore,
+) -> (String, Receiver<MemorySecretStore>, Notifications) {
     let (receiver, notifications) = Receiver::new(store);
     let addr = serve(axum::Router::new().nest("/hooks", receiver.router())).await;
     (format!("http://{addr}/hooks"), receiver, notifications)
@@ -86,11 +88,19 @@ async fn several_webhooks_on_one_target_each_verify_with_their_own_secret() {
     let body = events_body();
     for gid in &gids {
         let signature = hmac_hex(&secret_of(&asana, gid), body.as_bytes());
-        assert_eq!(deliver(&target, body.as_bytes(), Some(&signature)).await, 200, "webhook {gid}");
+        assert_eq!(
+            deliver(&target, body.as_bytes(), Some(&signature)).await,
+            200,
+            "webhook {gid}"
+        );
         let Notification::Events { webhook_gid, .. } = next(&mut notifications).await else {
             panic!("events expected")
         };
-        assert_eq!(webhook_gid.as_ref(), Some(gid), "names the webhook whose secret matched");
+        assert_eq!(
+            webhook_gid.as_ref(),
+            Some(gid),
+            "names the webhook whose secret matched"
+        );
     }
 
     // Removing one webhook's secret leaves the others verifying.
@@ -119,7 +129,9 @@ async fn four_concurrent_registrations_to_one_target_all_succeed() {
     });
     let mut gids = Vec::new();
     for create in futures::future::join_all(creates).await {
-        let created = create.unwrap().expect("no create fails because another is in flight");
+        let created = create
+            .unwrap()
+            .expect("no create fails because another is in flight");
         gids.push(created.webhook.gid.unwrap());
     }
     let key = TargetKey::from_url(&target).unwrap();
@@ -127,11 +139,21 @@ async fn four_concurrent_registrations_to_one_target_all_succeed() {
     assert_eq!(stored.len(), 4);
     for gid in &gids {
         let record = receiver.store().by_gid(gid).await.unwrap().unwrap();
-        assert_eq!(record.secret.expose(), secret_of(&asana, gid), "each create confirmed its own secret");
+        assert_eq!(
+            record.secret.expose(),
+            secret_of(&asana, gid),
+            "each create confirmed its own secret"
+        );
         let body = events_body();
         let signature = hmac_hex(record.secret.expose(), body.as_bytes());
-        assert_eq!(deliver(&target, body.as_bytes(), Some(&signature)).await, 200);
-        assert!(matches!(next(&mut notifications).await, Notification::Events { .. }));
+        assert_eq!(
+            deliver(&target, body.as_bytes(), Some(&signature)).await,
+            200
+        );
+        assert!(matches!(
+            next(&mut notifications).await,
+            Notification::Events { .. }
+        ));
     }
 }
 
@@ -144,23 +166,42 @@ async fn a_forged_handshake_during_a_registration_never_verifies_events() {
     let target = format!("{base}/attacked");
     let create = tokio::spawn({
         let (client, store, target) = (asana.client(), receiver.store().clone(), target.clone());
-        async move { client.create_webhook_with_handshake(&store, "1", &target).send().await }
+        async move {
+            client
+                .create_webhook_with_handshake(&store, "1", &target)
+                .send()
+                .await
+        }
     });
     // Wait for Asana's handshake, then play the attacker inside the window.
     assert!(eventually(|| async { !asana.created().is_empty() }).await);
-    assert_eq!(post_handshake(&target, "attacker-secret").await, 200, "a handshake is answered while a registration is in flight");
+    assert_eq!(
+        post_handshake(&target, "attacker-secret").await,
+        200,
+        "a handshake is answered while a registration is in flight"
+    );
     let body = events_body();
     let forged = hmac_hex("attacker-secret", body.as_bytes());
-    assert_ne!(deliver(&target, body.as_bytes(), Some(&forged)).await, 200, "events signed with an unconfirmed secret are not accepted");
+    assert_ne!(
+        deliver(&target, body.as_bytes(), Some(&forged)).await,
+        200,
+        "events signed with an unconfirmed secret are not accepted"
+    );
 
-    let created = create.await.unwrap().expect("the real create still succeeds");
+    let created = create
+        .await
+        .unwrap()
+        .expect("the real create still succeeds");
     let gid = created.webhook.gid.unwrap();
     assert_eq!(
         deliver(&target, body.as_bytes(), Some(&forged)).await,
         401,
         "after the window the attacker's secret is gone"
     );
-    assert!(notifications.try_recv().is_none(), "no forged event reached the application");
+    assert!(
+        notifications.try_recv().is_none(),
+        "no forged event reached the application"
+    );
     let key = TargetKey::from_url(&target).unwrap();
     let stored = receiver.store().secrets_for(&key).await.unwrap();
     assert_eq!(stored.len(), 1);
@@ -180,7 +221,12 @@ async fn the_pending_secret_answers_the_heartbeat_and_holds_events_until_confirm
     let target = format!("{base}/heartbeat");
     let create = tokio::spawn({
         let (client, store, target) = (asana.client(), receiver.store().clone(), target.clone());
-        async move { client.create_webhook_with_handshake(&store, "1", &target).send().await }
+        async move {
+            client
+                .create_webhook_with_handshake(&store, "1", &target)
+                .send()
+                .await
+        }
     });
     let Notification::Heartbeat { webhook_gid, .. } = next(&mut notifications).await else {
         panic!("the heartbeat before the 201 is answered")
@@ -196,10 +242,18 @@ async fn the_pending_secret_answers_the_heartbeat_and_holds_events_until_confirm
         .send()
         .await
         .unwrap();
-    assert_eq!(early.status().as_u16(), 503, "events wait for the confirmation");
+    assert_eq!(
+        early.status().as_u16(),
+        503,
+        "events wait for the confirmation"
+    );
     assert!(early.headers().contains_key("retry-after"));
     create.await.unwrap().unwrap();
-    assert_eq!(deliver(&target, body.as_bytes(), Some(&signature)).await, 200, "Asana's retry is accepted");
+    assert_eq!(
+        deliver(&target, body.as_bytes(), Some(&signature)).await,
+        200,
+        "Asana's retry is accepted"
+    );
     let Notification::Events { webhook_gid, .. } = next(&mut notifications).await else {
         panic!()
     };
@@ -220,7 +274,10 @@ async fn a_create_answered_after_its_timeout_still_stores_its_secret() {
         .send()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Handshake(HandshakeError::Timeout(_))), "{err:?}");
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
+        "{err:?}"
+    );
     let (gid, _, secret) = asana.created().pop().unwrap();
     let store = receiver.store().clone();
     assert!(
@@ -232,8 +289,19 @@ async fn a_create_answered_after_its_timeout_still_stores_its_secret() {
         "the late 201 stored the secret"
     );
     let body = events_body();
-    assert_eq!(deliver(&target, body.as_bytes(), Some(&hmac_hex(&secret, body.as_bytes()))).await, 200);
-    assert!(matches!(next(&mut notifications).await, Notification::Events { .. }));
+    assert_eq!(
+        deliver(
+            &target,
+            body.as_bytes(),
+            Some(&hmac_hex(&secret, body.as_bytes()))
+        )
+        .await,
+        200
+    );
+    assert!(matches!(
+        next(&mut notifications).await,
+        Notification::Events { .. }
+    ));
     assert_eq!(asana.live(), [gid]);
 }
 
@@ -252,7 +320,10 @@ async fn a_create_whose_answer_never_comes_is_looked_up_and_its_secret_stored() 
         .send()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Handshake(HandshakeError::Timeout(_))), "{err:?}");
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
+        "{err:?}"
+    );
     let (gid, _, secret) = asana.created().pop().unwrap();
     let store = receiver.store().clone();
     assert!(
@@ -264,8 +335,19 @@ async fn a_create_whose_answer_never_comes_is_looked_up_and_its_secret_stored() 
         "the webhook was found by listing the resource and its one echoed secret stored"
     );
     let body = events_body();
-    assert_eq!(deliver(&target, body.as_bytes(), Some(&hmac_hex(&secret, body.as_bytes()))).await, 200);
-    assert!(matches!(next(&mut notifications).await, Notification::Events { .. }));
+    assert_eq!(
+        deliver(
+            &target,
+            body.as_bytes(),
+            Some(&hmac_hex(&secret, body.as_bytes()))
+        )
+        .await,
+        200
+    );
+    assert!(matches!(
+        next(&mut notifications).await,
+        Notification::Events { .. }
+    ));
 }
 
 #[tokio::test]
@@ -291,7 +373,10 @@ async fn a_create_without_answer_and_with_a_forged_handshake_deletes_its_webhook
     assert!(create.await.unwrap().is_err());
     // Two candidate secrets: no way to tell which is the webhook's, so the
     // webhook is deleted rather than left alive with no verifiable secret.
-    assert!(eventually(|| async { asana.live().is_empty() }).await, "deleted");
+    assert!(
+        eventually(|| async { asana.live().is_empty() }).await,
+        "deleted"
+    );
     let key = TargetKey::from_url(&target).unwrap();
     assert!(receiver.store().secrets_for(&key).await.unwrap().is_empty());
 }
@@ -301,7 +386,10 @@ async fn a_create_without_answer_and_with_a_forged_handshake_deletes_its_webhook
 async fn a_signed_delivery_is_never_refused_for_its_shape() {
     let store = MemorySecretStore::new();
     let key = TargetKey::from_path_and_query("/hooks/drift");
-    store.save(StoredSecret::new(key, "5", HookSecret::new("s"))).await.unwrap();
+    store
+        .save(StoredSecret::new(key, "5", HookSecret::new("s")))
+        .await
+        .unwrap();
     let (base, _receiver, mut notifications) = receiver(store).await;
     let url = format!("{base}/drift");
     let good = r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#;
@@ -331,18 +419,33 @@ async fn a_signed_delivery_is_never_refused_for_its_shape() {
             200,
             "{shape}"
         );
-        let Notification::Events { events, undecoded, webhook_gid, .. } = next(&mut notifications).await else {
+        let Notification::Events {
+            events,
+            undecoded,
+            webhook_gid,
+            ..
+        } = next(&mut notifications).await
+        else {
             panic!("{shape}")
         };
         assert_eq!(webhook_gid.as_deref(), Some("5"));
-        assert_eq!(events.len(), 1, "the good event of the batch is kept: {shape}");
+        assert_eq!(
+            events.len(),
+            1,
+            "the good event of the batch is kept: {shape}"
+        );
         assert_eq!(undecoded.len(), 1, "{shape}");
-        assert_eq!(undecoded[0].raw, serde_json::from_str::<serde_json::Value>(shape).unwrap());
+        assert_eq!(
+            undecoded[0].raw,
+            serde_json::from_str::<serde_json::Value>(shape).unwrap()
+        );
     }
     // JSON that is not even an events object is handed over whole.
     let odd = br#"{"something":"else"}"#;
     assert_eq!(deliver(&url, odd, Some(&hmac_hex("s", odd))).await, 200);
-    let Notification::Events { undecoded, .. } = next(&mut notifications).await else { panic!() };
+    let Notification::Events { undecoded, .. } = next(&mut notifications).await else {
+        panic!()
+    };
     assert_eq!(undecoded[0].raw["something"], "else");
 }
 
@@ -374,7 +477,8 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> O
         }
     })
     .await;
-    read.ok().map(|()| String::from_utf8_lossy(&received).into_owned())
+    read.ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
 }
 
 // 7. Slow or unauthenticated clients hold the server.
@@ -383,11 +487,17 @@ async fn idle_and_trickling_connections_are_closed() {
     let (addr, _n) = served_with_limits(MemorySecretStore::new()).await;
     // A connection that never sends a byte.
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    assert!(closed_within(&mut idle, Duration::from_secs(3)).await.is_some(), "idle connection closed");
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "idle connection closed"
+    );
 
     // Headers trickled a byte at a time, slower than the header timeout allows.
     let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = b"POST /hooks/x HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let request =
+        b"POST /hooks/x HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     let mut cut = false;
     for byte in request {
         if trickle.write_all(&[*byte]).await.is_err() {
@@ -396,12 +506,21 @@ async fn idle_and_trickling_connections_are_closed() {
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
-    assert!(cut || closed_within(&mut trickle, Duration::from_secs(3)).await.is_some(), "trickled headers cut off");
+    assert!(
+        cut || closed_within(&mut trickle, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "trickled headers cut off"
+    );
 
     // A kept-alive connection that goes quiet after one request.
     let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /hooks/x HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let answer = closed_within(&mut kept, Duration::from_secs(3)).await.expect("closed after idling");
+    kept.write_all(b"GET /hooks/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut kept, Duration::from_secs(3))
+        .await
+        .expect("closed after idling");
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
 }
 
@@ -409,26 +528,37 @@ async fn idle_and_trickling_connections_are_closed() {
 async fn unsigned_or_unknown_large_bodies_are_refused_before_they_are_read() {
     let store = MemorySecretStore::new();
     store
-        .save(StoredSecret::new(TargetKey::from_path_and_query("/known"), "1", HookSecret::new("s")))
+        .save(StoredSecret::new(
+            TargetKey::from_path_and_query("/known"),
+            "1",
+            HookSecret::new("s"),
+        ))
         .await
         .unwrap();
     let (addr, _n) = served_with_limits(store).await;
     let cases = [
         ("/known", ""),
-        ("/unknown", &*format!("X-Hook-Signature: {}\r\n", "a".repeat(64))),
+        (
+            "/unknown",
+            &*format!("X-Hook-Signature: {}\r\n", "a".repeat(64)),
+        ),
         ("/known", "X-Hook-Signature: not-hex\r\n"),
     ];
     for (path, extra) in cases {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         // Declares 1 MiB and sends none of it: the answer must not wait for it.
-        let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048000\r\n{extra}\r\n");
+        let head =
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048000\r\n{extra}\r\n");
         stream.write_all(head.as_bytes()).await.unwrap();
         let mut buf = [0u8; 64];
         let n = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf))
             .await
             .expect("answered before any body byte was sent")
             .unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"), "{path} {extra}");
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"),
+            "{path} {extra}"
+        );
     }
 }
 
@@ -436,7 +566,11 @@ async fn unsigned_or_unknown_large_bodies_are_refused_before_they_are_read() {
 async fn stalled_bodies_are_cut_off_and_the_server_keeps_serving() {
     let store = MemorySecretStore::new();
     store
-        .save(StoredSecret::new(TargetKey::from_path_and_query("/known"), "1", HookSecret::new("s")))
+        .save(StoredSecret::new(
+            TargetKey::from_path_and_query("/known"),
+            "1",
+            HookSecret::new("s"),
+        ))
         .await
         .unwrap();
     let (addr, mut notifications) = served_with_limits(store).await;
@@ -453,11 +587,27 @@ async fn stalled_bodies_are_cut_off_and_the_server_keeps_serving() {
         stalled.push(stream);
     }
     for stream in &mut stalled {
-        assert!(closed_within(stream, Duration::from_secs(5)).await.is_some(), "a stalled upload was cut off");
+        assert!(
+            closed_within(stream, Duration::from_secs(5))
+                .await
+                .is_some(),
+            "a stalled upload was cut off"
+        );
     }
     // Genuine deliveries still get through.
     let body = events_body();
     let signature = hmac_hex("s", body.as_bytes());
-    assert_eq!(deliver(&format!("http://{addr}/known"), body.as_bytes(), Some(&signature)).await, 200);
-    assert!(matches!(next(&mut notifications).await, Notification::Events { .. }));
+    assert_eq!(
+        deliver(
+            &format!("http://{addr}/known"),
+            body.as_bytes(),
+            Some(&signature)
+        )
+        .await,
+        200
+    );
+    assert!(matches!(
+        next(&mut notifications).await,
+        Notification::Events { .. }
+    ));
 }

@@ -26,9 +26,10 @@ fn answer(status: StatusCode, text: &'static str) -> Response {
 
 fn retry_later(text: &'static str, seconds: &'static str) -> Response {
     let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, text);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static(seconds));
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(seconds),
+    );
     response
 }
 

@@ -66,8 +66,14 @@ pub(super) async fn serve(
     drop(listener);
     // Every request in flight is answered; idle connections close at once.
     let grace = limits.header_read_timeout + limits.body_read_timeout + Duration::from_secs(5);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "connections still open after the shutdown grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "connections still open after the shutdown grace period"
+        );
     }
     Ok(())
 }

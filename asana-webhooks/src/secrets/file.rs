@@ -393,7 +393,10 @@ mod tests {
         let reopened = FileSecretStore::open(&path).await.unwrap();
         let found = reopened.by_gid("1").await.unwrap().unwrap();
         assert_eq!(found.secret.expose(), "old-secret");
-        assert!(!temp.exists(), "open removes what an interrupted write left");
+        assert!(
+            !temp.exists(),
+            "open removes what an interrupted write left"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -457,7 +460,12 @@ mod tests {
             .unwrap_or_else(|_| dir.path().join("s.json"));
         let store = FileSecretStore::open(&relative).await.unwrap();
         assert!(store.path().is_absolute());
-        assert!(store.path().parent().is_some_and(|d| !d.as_os_str().is_empty()));
+        assert!(
+            store
+                .path()
+                .parent()
+                .is_some_and(|d| !d.as_os_str().is_empty())
+        );
         let bare = FileSecretStore::open("bare-name.json").await.unwrap();
         assert_eq!(bare.path().parent().unwrap(), cwd);
     }
@@ -470,7 +478,11 @@ mod tests {
         let b = FileSecretStore::open(&path).await.unwrap();
         let writes = (0..20).map(|n| {
             let store = if n % 2 == 0 { a.clone() } else { b.clone() };
-            async move { store.save(record("/shared", &n.to_string(), &format!("s{n}"))).await }
+            async move {
+                store
+                    .save(record("/shared", &n.to_string(), &format!("s{n}")))
+                    .await
+            }
         });
         for result in futures::future::join_all(writes).await {
             result.unwrap();
@@ -505,7 +517,10 @@ mod tests {
         assert_eq!(written["webhooks"].as_array().unwrap().len(), 4);
         let reopened = FileSecretStore::open(&path).await.unwrap();
         assert_eq!(reopened.secrets_for(&key("/a")).await.unwrap().len(), 2);
-        assert_eq!(reopened.by_gid("2").await.unwrap().unwrap().secret.expose(), "two");
+        assert_eq!(
+            reopened.by_gid("2").await.unwrap().unwrap().secret.expose(),
+            "two"
+        );
         assert_eq!(reopened.secrets_for(&key("/c")).await.unwrap().len(), 1);
     }
 

@@ -112,19 +112,31 @@ mod tests {
     async fn a_handshake_is_accepted_only_while_a_registration_is_open() {
         let store = MemorySecretStore::new();
         assert_eq!(
-            store.accept_handshake(&key("/a"), &secret("s")).await.unwrap(),
+            store
+                .accept_handshake(&key("/a"), &secret("s"))
+                .await
+                .unwrap(),
             HandshakeVerdict::NoRegistration
         );
         let id = store.open_registration(&key("/a"), TTL).await.unwrap();
         assert_eq!(
-            store.accept_handshake(&key("/b"), &secret("s")).await.unwrap(),
+            store
+                .accept_handshake(&key("/b"), &secret("s"))
+                .await
+                .unwrap(),
             HandshakeVerdict::NoRegistration
         );
         assert_eq!(
-            store.accept_handshake(&key("/a"), &secret("s")).await.unwrap(),
+            store
+                .accept_handshake(&key("/a"), &secret("s"))
+                .await
+                .unwrap(),
             HandshakeVerdict::Accepted { suspicious: false }
         );
-        assert_eq!(store.pending_secrets(&key("/a")).await.unwrap(), [secret("s")]);
+        assert_eq!(
+            store.pending_secrets(&key("/a")).await.unwrap(),
+            [secret("s")]
+        );
         assert_eq!(
             store.close_registration(&id).await.unwrap(),
             [secret("s")],
@@ -140,13 +152,11 @@ mod tests {
     #[tokio::test]
     async fn concurrent_registrations_each_confirm_their_own_secret() {
         let store = MemorySecretStore::new();
-        let ids: Vec<_> = futures::future::join_all(
-            (0..4).map(|_| store.open_registration(&key("/a"), TTL)),
-        )
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect();
+        let target = key("/a");
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(store.open_registration(&target, TTL).await.unwrap());
+        }
         for n in 0..4 {
             let verdict = store
                 .accept_handshake(&key("/a"), &secret(&format!("s{n}")))
@@ -155,7 +165,10 @@ mod tests {
             assert_eq!(verdict, HandshakeVerdict::Accepted { suspicious: false });
         }
         assert_eq!(
-            store.accept_handshake(&key("/a"), &secret("extra")).await.unwrap(),
+            store
+                .accept_handshake(&key("/a"), &secret("extra"))
+                .await
+                .unwrap(),
             HandshakeVerdict::Accepted { suspicious: true },
             "a fifth handshake for four registrations is suspicious"
         );
@@ -165,7 +178,10 @@ mod tests {
         }
         assert!(
             !store
-                .confirm(&ids[0], StoredSecret::new(key("/a"), "9", secret("never-sent")))
+                .confirm(
+                    &ids[0],
+                    StoredSecret::new(key("/a"), "9", secret("never-sent"))
+                )
                 .await
                 .unwrap(),
             "a secret no handshake brought is not confirmed"
@@ -185,10 +201,16 @@ mod tests {
             .open_registration(&key("/a"), Duration::from_secs(1))
             .await
             .unwrap();
-        store.accept_handshake(&key("/a"), &secret("p")).await.unwrap();
+        store
+            .accept_handshake(&key("/a"), &secret("p"))
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(
-            store.accept_handshake(&key("/a"), &secret("x")).await.unwrap(),
+            store
+                .accept_handshake(&key("/a"), &secret("x"))
+                .await
+                .unwrap(),
             HandshakeVerdict::NoRegistration
         );
         assert!(store.pending_secrets(&key("/a")).await.unwrap().is_empty());

@@ -130,7 +130,11 @@ pub struct RegistrationId(String);
 impl RegistrationId {
     /// A new random id (128 bits).
     pub fn random() -> Self {
-        Self(format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)))
+        Self(format!(
+            "{:016x}{:016x}",
+            fastrand::u64(..),
+            fastrand::u64(..)
+        ))
     }
 
     /// An id read back from storage.

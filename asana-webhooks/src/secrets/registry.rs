@@ -51,7 +51,11 @@ impl Registry {
         });
     }
 
-    pub(crate) fn open_registration(&mut self, target: &TargetKey, ttl: Duration) -> RegistrationId {
+    pub(crate) fn open_registration(
+        &mut self,
+        target: &TargetKey,
+        ttl: Duration,
+    ) -> RegistrationId {
         self.expire();
         let id = RegistrationId::random();
         let now = Instant::now();
@@ -76,7 +80,11 @@ impl Registry {
         let Some(window) = self.windows.get_mut(target) else {
             return HandshakeVerdict::NoRegistration;
         };
-        if !window.pending.iter().any(|p| same_secret(&p.secret, secret)) {
+        if !window
+            .pending
+            .iter()
+            .any(|p| same_secret(&p.secret, secret))
+        {
             window.pending.push(Pending {
                 secret: secret.clone(),
                 received_at: Instant::now(),
@@ -140,10 +148,11 @@ impl Registry {
     }
 
     pub(crate) fn save(&mut self, record: StoredSecret) {
-        self.records.retain(|r| match (&record.webhook_gid, &r.webhook_gid) {
-            (Some(gid), Some(other)) if gid == other => false,
-            _ => !(r.target == record.target && same_secret(&r.secret, &record.secret)),
-        });
+        self.records
+            .retain(|r| match (&record.webhook_gid, &r.webhook_gid) {
+                (Some(gid), Some(other)) if gid == other => false,
+                _ => !(r.target == record.target && same_secret(&r.secret, &record.secret)),
+            });
         self.records.push(record);
     }
 

@@ -127,13 +127,18 @@ pub struct Listen {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Create a webhook on this resource through the handshake.
-    #[arg(long, requires = "target")]
-    pub resource: Option<String>,
+    /// Create (or reuse) a webhook on this resource through the handshake;
+    /// give it several times for several webhooks on one target.
+    #[arg(long = "resource", value_name = "GID", requires = "target")]
+    pub resources: Vec<String>,
     /// The public URL that reaches this listener (with --resource).
-    #[arg(long, requires = "resource")]
+    #[arg(long, requires = "resources")]
     pub target: Option<String>,
-    /// Filters for the webhook created with --resource.
+    /// The workspace of the resources: lets a webhook that exists already,
+    /// or whose create got no answer, be looked up.
+    #[arg(long, env = "ASANA_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// Filters for the webhooks created with --resource.
     #[arg(long = "filter", value_name = "SPEC", value_parser = parse_filter)]
     pub filters: Vec<WebhookFilter>,
     /// Where the webhook secrets are kept (JSON, mode 0600).

@@ -195,29 +195,39 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
         .await
         .map_err(other)?;
     tracing::info!(addr = %listener.local_addr().map_err(other)?, "listening");
-    let server = tokio::spawn(receiver.serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(receiver.serve(listener, async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
     }));
-    if let (Some(resource), Some(target)) = (&args.resource, &args.target) {
-        let ensured = client(cli)?
-            .create_webhook_with_handshake(&store, resource, target)
-            .filters(args.filters.clone())
-            .ensure()
-            .await?;
-        let gid = ensured.webhook.gid.unwrap_or_default();
-        let verb = if ensured.created {
-            "created"
-        } else {
-            "reusing existing"
-        };
-        tracing::info!(%gid, "{verb} webhook; secret stored in {}", args.secrets.display());
+    if let Some(target) = &args.target {
+        let client = client(cli)?;
+        for resource in &args.resources {
+            let mut create = client
+                .create_webhook_with_handshake(&store, resource, target)
+                .filters(args.filters.clone());
+            if let Some(workspace) = &args.workspace {
+                create = create.workspace(workspace);
+            }
+            let ensured = create.ensure().await?;
+            let gid = ensured.webhook.gid.unwrap_or_default();
+            let verb = if ensured.created {
+                "created"
+            } else {
+                "reusing existing"
+            };
+            tracing::info!(%gid, %resource, "{verb} webhook; secret stored in {}", args.secrets.display());
+        }
     }
     loop {
         tokio::select! {
             notification = notifications.recv() => match notification {
-                Some(Notification::Events { target, webhook_gid, events }) => {
+                Some(Notification::Events { target, webhook_gid, events, undecoded }) => {
                     for event in events {
                         print::json_line(&serde_json::json!({"target": target, "webhook_gid": webhook_gid, "event": event}));
+                    }
+                    for event in undecoded {
+                        print::json_line(&serde_json::json!({"target": target, "webhook_gid": webhook_gid, "undecoded": event.raw, "error": event.error}));
                     }
                 }
                 Some(Notification::Heartbeat { target, webhook_gid }) => {
@@ -229,7 +239,9 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    server.abort();
+    // Stop accepting, let the requests in flight finish, then exit.
+    let _ = stop.send(true);
+    let _ = server.await;
     Ok(())
 }
 
