@@ -114,6 +114,8 @@ pub mod event;
 mod filter;
 #[cfg(feature = "receiver")]
 mod handshake;
+#[cfg(feature = "receiver")]
+pub mod inbox;
 mod pagination;
 #[cfg(feature = "receiver")]
 pub mod receiver;

@@ -1,0 +1,458 @@
+//! An inbox in one file on disk, through redb.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{Database, ReadableTable, TableDefinition};
+
+use super::local::{Batch, Journal, Loaded, Local};
+use super::{
+    Appended, DEFAULT_LEASE, DEFAULT_MAX_BYTES, Inbox, InboxError, InboxItem, InboxStats,
+    IncomingDelivery, StoredEvent,
+};
+use crate::secrets::TargetKey;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const SEEN: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("seen");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const HEARTBEATS: TableDefinition<&str, u64> = TableDefinition::new("heartbeats");
+
+/// An [`Inbox`] in one file (a [redb](https://docs.rs/redb) database):
+/// every commit is flushed to disk before the receiver answers, so an
+/// acknowledged delivery survives a crash, a kill or a power cut. One
+/// process at a time may open the file.
+#[derive(Clone)]
+pub struct FileInbox {
+    local: Local,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for FileInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileInbox")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileInbox {
+    /// Opens (or creates) the inbox at `path` with the default lease and
+    /// size limit. Everything stored and not acknowledged is handed out
+    /// again.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, InboxError> {
+        Self::open_with_limits(path, DEFAULT_LEASE, DEFAULT_MAX_BYTES).await
+    }
+
+    /// Opens the inbox at `path`; items are leased for `lease`, and it
+    /// holds at most `max_bytes` of events (beyond, the receiver answers
+    /// 503 and Asana delivers again later).
+    pub async fn open_with_limits(
+        path: impl Into<PathBuf>,
+        lease: Duration,
+        max_bytes: u64,
+    ) -> Result<Self, InboxError> {
+        let path = path.into();
+        let opened = path.clone();
+        let journal = tokio::task::spawn_blocking(move || RedbJournal::open(&opened))
+            .await
+            .expect("opening the inbox does not panic")?;
+        let local =
+            tokio::task::spawn_blocking(move || Local::start(Box::new(journal), lease, max_bytes))
+                .await
+                .expect("loading the inbox does not panic")?;
+        Ok(Self { local, path })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every stored event (waiting or in flight) as `(id, webhook gid,
+    /// received at, raw JSON)`, oldest first: what `asana-webhooks inbox
+    /// --print` shows.
+    pub fn stored(&self) -> Vec<(u64, Option<String>, chrono::DateTime<chrono::Utc>, String)> {
+        self.local
+            .snapshot()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.id,
+                    e.webhook_gid.clone(),
+                    chrono::DateTime::from_timestamp_millis(e.received_at_ms as i64)
+                        .unwrap_or_default(),
+                    e.event.get().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Inbox for FileInbox {
+    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
+        self.local.append(delivery).await
+    }
+
+    async fn heartbeat(
+        &self,
+        target: &TargetKey,
+        webhook_gid: Option<&str>,
+    ) -> Result<(), InboxError> {
+        self.local.heartbeat(target, webhook_gid).await
+    }
+
+    async fn next(&self) -> Option<InboxItem> {
+        self.local.next().await
+    }
+
+    async fn stats(&self) -> Result<InboxStats, InboxError> {
+        Ok(self.local.stats())
+    }
+
+    fn close(&self) {
+        self.local.close();
+    }
+}
+
+struct RedbJournal {
+    db: Database,
+    location: String,
+}
+
+impl RedbJournal {
+    fn open(path: &Path) -> Result<Self, InboxError> {
+        let location = path.display().to_string();
+        let db = Database::create(path).map_err(|e| {
+            let message = match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => {
+                    "it is open in another process (one process at a time: stop `asana-webhooks listen` first)".to_string()
+                }
+                other => other.to_string(),
+            };
+            InboxError::Storage {
+                location: location.clone(),
+                message,
+            }
+        })?;
+        Ok(Self { db, location })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> InboxError {
+        InboxError::Storage {
+            location: self.location.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Journal for RedbJournal {
+    fn load(&mut self) -> Result<Loaded, InboxError> {
+        // Creating the tables up front makes reads of a new file simple.
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            txn.open_table(EVENTS).map_err(|e| self.error(e))?;
+            txn.open_table(SEEN).map_err(|e| self.error(e))?;
+            txn.open_table(META).map_err(|e| self.error(e))?;
+            txn.open_table(HEARTBEATS).map_err(|e| self.error(e))?;
+        }
+        txn.commit().map_err(|e| self.error(e))?;
+
+        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let mut loaded = Loaded::default();
+        let events = txn.open_table(EVENTS).map_err(|e| self.error(e))?;
+        for entry in events.iter().map_err(|e| self.error(e))? {
+            let (_, value) = entry.map_err(|e| self.error(e))?;
+            let event: StoredEvent =
+                serde_json::from_slice(value.value()).map_err(|e| self.error(e))?;
+            loaded.events.push(event);
+        }
+        let seen = txn.open_table(SEEN).map_err(|e| self.error(e))?;
+        for entry in seen.iter().map_err(|e| self.error(e))? {
+            let (key, _) = entry.map_err(|e| self.error(e))?;
+            let (ms, hash) = key.value();
+            if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                loaded.seen.push((ms, hash));
+            }
+        }
+        loaded.seen.sort();
+        let meta = txn.open_table(META).map_err(|e| self.error(e))?;
+        let read = |key: &str| -> Result<u64, InboxError> {
+            Ok(meta
+                .get(key)
+                .map_err(|e| self.error(e))?
+                .map(|v| v.value())
+                .unwrap_or(0))
+        };
+        loaded.duplicates = read("duplicates")?;
+        loaded.next_id = read("next_id")?.max(loaded.events.last().map_or(0, |e| e.id + 1));
+        let heartbeats = txn.open_table(HEARTBEATS).map_err(|e| self.error(e))?;
+        for entry in heartbeats.iter().map_err(|e| self.error(e))? {
+            let (gid, ms) = entry.map_err(|e| self.error(e))?;
+            loaded
+                .heartbeats
+                .push((gid.value().to_string(), ms.value()));
+        }
+        Ok(loaded)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), InboxError> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        {
+            let mut events = txn.open_table(EVENTS).map_err(|e| self.error(e))?;
+            for event in &batch.appends {
+                let bytes = serde_json::to_vec(event).map_err(|e| self.error(e))?;
+                events
+                    .insert(event.id, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            for id in &batch.acks {
+                events.remove(id).map_err(|e| self.error(e))?;
+            }
+            let mut seen = txn.open_table(SEEN).map_err(|e| self.error(e))?;
+            for (ms, key) in &batch.seen {
+                seen.insert((*ms, key.as_slice()), ())
+                    .map_err(|e| self.error(e))?;
+            }
+            let empty: &[u8] = &[];
+            seen.retain_in(..(batch.prune_before, empty), |_, _| false)
+                .map_err(|e| self.error(e))?;
+            let mut meta = txn.open_table(META).map_err(|e| self.error(e))?;
+            meta.insert("duplicates", batch.duplicates)
+                .map_err(|e| self.error(e))?;
+            meta.insert("next_id", batch.next_id)
+                .map_err(|e| self.error(e))?;
+            let mut heartbeats = txn.open_table(HEARTBEATS).map_err(|e| self.error(e))?;
+            for (gid, ms) in &batch.heartbeats {
+                heartbeats
+                    .insert(gid.as_str(), *ms)
+                    .map_err(|e| self.error(e))?;
+            }
+        }
+        // Durability::Immediate (redb's default): flushed when this returns.
+        txn.commit().map_err(|e| self.error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::local::tests::delivery;
+    use super::*;
+
+    const A: &str = r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#;
+    const B: &str = r#"{"action":"removed","resource":{"gid":"2","resource_type":"task"},"created_at":"2026-01-01T00:00:01Z"}"#;
+
+    async fn next(inbox: &FileInbox) -> InboxItem {
+        tokio::time::timeout(Duration::from_secs(5), inbox.next())
+            .await
+            .expect("an item")
+            .expect("open")
+    }
+
+    #[tokio::test]
+    async fn acknowledged_items_are_gone_and_the_rest_come_back_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.redb");
+        {
+            let inbox = FileInbox::open(&path).await.unwrap();
+            let appended = inbox.append(delivery(&[A, B])).await.unwrap();
+            assert_eq!(
+                appended,
+                Appended {
+                    added: 2,
+                    duplicates: 0
+                }
+            );
+            let first = next(&inbox).await;
+            assert_eq!(first.raw(), A);
+            assert_eq!(first.event().unwrap().resource.gid, "1");
+            first.ack().await.unwrap();
+            let second = next(&inbox).await;
+            assert_eq!(second.attempt(), 1);
+            // Taken, never acknowledged: the process "dies" here.
+            drop(second);
+            inbox.close();
+        }
+        let inbox = FileInbox::open(&path).await.unwrap();
+        let again = next(&inbox).await;
+        assert_eq!(
+            again.raw(),
+            B,
+            "the unacknowledged item is handed out again"
+        );
+        assert_eq!(inbox.stats().await.unwrap().in_flight, 1);
+        again.ack().await.unwrap();
+        assert_eq!(
+            inbox.stats().await.unwrap().waiting + inbox.stats().await.unwrap().in_flight,
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_hands_the_item_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = FileInbox::open_with_limits(
+            dir.path().join("i.redb"),
+            Duration::from_millis(200),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        inbox.append(delivery(&[A])).await.unwrap();
+        let first = next(&inbox).await;
+        assert_eq!(first.attempt(), 1);
+        let started = std::time::Instant::now();
+        let second = next(&inbox).await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "not before the lease ran out"
+        );
+        assert_eq!(second.id(), first.id());
+        assert_eq!(second.attempt(), 2);
+        second.ack().await.unwrap();
+        // The late acknowledgement of the first lease is harmless.
+        first.ack().await.unwrap();
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!((stats.waiting, stats.in_flight), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn released_items_come_back_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = FileInbox::open(dir.path().join("i.redb")).await.unwrap();
+        inbox.append(delivery(&[A])).await.unwrap();
+        let first = next(&inbox).await;
+        let id = first.id();
+        first.release();
+        let again = tokio::time::timeout(Duration::from_millis(500), inbox.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.id(), id);
+    }
+
+    #[tokio::test]
+    async fn repeated_events_are_dropped_and_counted_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        {
+            let inbox = FileInbox::open(&path).await.unwrap();
+            assert_eq!(inbox.append(delivery(&[A])).await.unwrap().added, 1);
+            // The same event again (a retried delivery), re-serialised.
+            let reformatted = serde_json::to_string_pretty(
+                &serde_json::from_str::<serde_json::Value>(A).unwrap(),
+            )
+            .unwrap();
+            let appended = inbox.append(delivery(&[&reformatted, B])).await.unwrap();
+            assert_eq!(
+                appended,
+                Appended {
+                    added: 1,
+                    duplicates: 1
+                }
+            );
+            next(&inbox).await.ack().await.unwrap();
+            inbox.close();
+        }
+        let inbox = FileInbox::open(&path).await.unwrap();
+        let appended = inbox.append(delivery(&[A, B])).await.unwrap();
+        assert_eq!(
+            appended,
+            Appended {
+                added: 0,
+                duplicates: 2
+            },
+            "acknowledged or not, a repeat is a repeat"
+        );
+        assert_eq!(inbox.stats().await.unwrap().duplicates_dropped, 3);
+    }
+
+    #[tokio::test]
+    async fn a_full_inbox_refuses_the_whole_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = FileInbox::open_with_limits(dir.path().join("i.redb"), DEFAULT_LEASE, 300)
+            .await
+            .unwrap();
+        inbox.append(delivery(&[A])).await.unwrap();
+        let err = inbox
+            .append(delivery(&[B, r#"{"x":1}"#]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, InboxError::Full { .. }), "{err}");
+        assert!(err.to_string().contains("acknowledge"), "{err}");
+        assert_eq!(
+            inbox.stats().await.unwrap().waiting,
+            1,
+            "none of the refused delivery was kept"
+        );
+        next(&inbox).await.ack().await.unwrap();
+        assert_eq!(
+            inbox.append(delivery(&[B])).await.unwrap().added,
+            1,
+            "room again"
+        );
+    }
+
+    #[tokio::test]
+    async fn heartbeats_are_recorded_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        {
+            let inbox = FileInbox::open(&path).await.unwrap();
+            inbox
+                .heartbeat(&TargetKey::from_path_and_query("/t"), Some("42"))
+                .await
+                .unwrap();
+            let stats = inbox.stats().await.unwrap();
+            assert_eq!(stats.waiting, 0);
+            assert!(stats.last_heartbeats.contains_key("42"));
+            inbox.close();
+        }
+        let inbox = FileInbox::open(&path).await.unwrap();
+        assert!(
+            inbox
+                .stats()
+                .await
+                .unwrap()
+                .last_heartbeats
+                .contains_key("42")
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_inbox_in_a_read_only_directory_is_a_clear_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let locked = dir.path().join("ro");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let result = FileInbox::open(locked.join("i.redb")).await;
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Root ignores directory permissions; the check is meaningful only
+        // where they apply.
+        if std::fs::File::create(locked.join("probe")).is_ok() && nix_is_root() {
+            return;
+        }
+        let err = result.unwrap_err();
+        assert!(matches!(err, InboxError::Storage { .. }), "{err}");
+        assert!(err.to_string().contains("i.redb"), "{err}");
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn a_second_process_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        let _first = FileInbox::open(&path).await.unwrap();
+        let err = FileInbox::open(&path).await.unwrap_err();
+        assert!(err.to_string().contains("another process"), "{err}");
+    }
+}

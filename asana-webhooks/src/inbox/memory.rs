@@ -1,0 +1,85 @@
+//! An inbox in memory: fast, and lost with the process.
+
+use std::time::Duration;
+
+use super::local::{Batch, Journal, Loaded, Local};
+use super::{
+    Appended, DEFAULT_LEASE, DEFAULT_MAX_BYTES, Inbox, InboxError, InboxItem, InboxStats,
+    IncomingDelivery,
+};
+use crate::secrets::TargetKey;
+
+/// An [`Inbox`] in memory. **Not durable**: whatever it holds when the
+/// process stops is lost, and Asana never delivers it again. For tests,
+/// and for applications that accept losing events; otherwise use
+/// [`super::FileInbox`].
+#[derive(Clone)]
+pub struct MemoryInbox {
+    local: Local,
+}
+
+impl std::fmt::Debug for MemoryInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryInbox").finish_non_exhaustive()
+    }
+}
+
+struct NoJournal;
+
+impl Journal for NoJournal {
+    fn load(&mut self) -> Result<Loaded, InboxError> {
+        Ok(Loaded::default())
+    }
+
+    fn commit(&mut self, _batch: &Batch) -> Result<(), InboxError> {
+        Ok(())
+    }
+}
+
+impl Default for MemoryInbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryInbox {
+    /// An empty inbox with the default lease and size limit.
+    pub fn new() -> Self {
+        Self::with_limits(DEFAULT_LEASE, DEFAULT_MAX_BYTES)
+    }
+
+    /// An empty inbox whose items are leased for `lease` and which holds
+    /// at most `max_bytes` of events.
+    pub fn with_limits(lease: Duration, max_bytes: u64) -> Self {
+        Self {
+            local: Local::start(Box::new(NoJournal), lease, max_bytes)
+                .expect("an in-memory inbox starts"),
+        }
+    }
+}
+
+impl Inbox for MemoryInbox {
+    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
+        self.local.append(delivery).await
+    }
+
+    async fn heartbeat(
+        &self,
+        target: &TargetKey,
+        webhook_gid: Option<&str>,
+    ) -> Result<(), InboxError> {
+        self.local.heartbeat(target, webhook_gid).await
+    }
+
+    async fn next(&self) -> Option<InboxItem> {
+        self.local.next().await
+    }
+
+    async fn stats(&self) -> Result<InboxStats, InboxError> {
+        Ok(self.local.stats())
+    }
+
+    fn close(&self) {
+        self.local.close();
+    }
+}
