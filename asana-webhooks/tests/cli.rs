@@ -119,9 +119,10 @@ fn the_whole_lifecycle_from_the_command_line() {
         ],
         &env,
     );
-    let heartbeat: serde_json::Value =
-        serde_json::from_str(&listener.line_with("heartbeat")).unwrap();
-    assert_eq!(heartbeat["target"], "/hooks/project");
+    let ready: serde_json::Value =
+        serde_json::from_str(&listener.line_with("\"created\"")).unwrap();
+    assert_eq!(ready["created"], true);
+    assert_eq!(ready["resource"], PROJECT);
     let stored = std::fs::read_to_string(&secrets).unwrap();
     assert!(
         stored.contains("/hooks/project"),
@@ -285,8 +286,8 @@ fn listen_runs_several_webhooks_on_one_target() {
         &env,
     );
     // Both handshakes went through: two secrets on one target.
-    listener.line_with("heartbeat");
-    listener.line_with("heartbeat");
+    listener.line_with("\"created\"");
+    listener.line_with("\"created\"");
     let stored: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&secrets).unwrap()).unwrap();
     let records = stored["webhooks"].as_array().unwrap();

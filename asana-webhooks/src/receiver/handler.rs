@@ -8,7 +8,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::limited_log::{LimitedWarning, refusal};
-use super::{Notification, Receiver};
+use super::{ErasedInbox, Notification, Receiver, Sink};
+use crate::inbox::{InboxError, IncomingDelivery};
 use crate::event::parse_delivery;
 use crate::secret::HookSecret;
 use crate::secrets::{HandshakeVerdict, SecretStore, StoredSecret, TargetKey};
@@ -234,12 +235,79 @@ async fn delivery<S: SecretStore>(
         Some(Verified::Pending) => None,
     };
 
-    let parsed = match parse_delivery(&body) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            tracing::error!(%target, webhook_gid = webhook_gid.as_deref().unwrap_or("-"), error = %e, "a verified delivery is not JSON");
-            return answer(StatusCode::BAD_REQUEST, "the body is not JSON\n");
+    match &receiver.inner.sink {
+        Sink::Queue(queue) => queue_delivery(queue, target, webhook_gid, confirmed, &body),
+        Sink::Inbox(inbox) => {
+            commit_delivery(inbox.as_ref(), target, webhook_gid, confirmed, &body).await
         }
+    }
+}
+
+fn not_json(target: &TargetKey, webhook_gid: Option<&str>, error: &serde_json::Error) -> Response {
+    tracing::error!(%target, webhook_gid = webhook_gid.unwrap_or("-"), %error, "a verified delivery is not JSON");
+    answer(StatusCode::BAD_REQUEST, "the body is not JSON\n")
+}
+
+fn not_confirmed(target: &TargetKey) -> Response {
+    // Anyone can send a handshake while a registration is in flight;
+    // until Asana's answer confirms the secret, its events wait.
+    tracing::info!(%target, "events signed with a secret not yet confirmed: answering 503 so that Asana delivers them again");
+    retry_later("the webhook's secret is not confirmed yet\n", "2")
+}
+
+/// Commits the delivery to the inbox; 200 only once it is durable.
+async fn commit_delivery(
+    inbox: &dyn ErasedInbox,
+    target: TargetKey,
+    webhook_gid: Option<String>,
+    confirmed: bool,
+    body: &[u8],
+) -> Response {
+    let delivery = match IncomingDelivery::from_body(target.clone(), webhook_gid, body) {
+        Ok(delivery) => delivery,
+        Err(e) => return not_json(&target, None, &e),
+    };
+    let result = if delivery.is_heartbeat() {
+        inbox
+            .heartbeat(&delivery.target, delivery.webhook_gid.as_deref())
+            .await
+            .map(|()| None)
+    } else if !confirmed {
+        return not_confirmed(&delivery.target);
+    } else {
+        let target = delivery.target.clone();
+        inbox.append(delivery).await.map(|a| Some((target, a)))
+    };
+    match result {
+        Ok(appended) => {
+            if let Some((target, appended)) = appended
+                && appended.duplicates > 0
+            {
+                tracing::debug!(%target, duplicates = appended.duplicates, added = appended.added, "dropped repeated events");
+            }
+            StatusCode::OK.into_response()
+        }
+        Err(InboxError::Full { .. }) => {
+            tracing::warn!("inbox full: answering 503 so that Asana retries");
+            retry_later("receiver busy, retry later\n", "5")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not commit a delivery: answering 503 so that Asana retries");
+            retry_later("the delivery could not be stored\n", "5")
+        }
+    }
+}
+
+fn queue_delivery(
+    queue: &tokio::sync::mpsc::Sender<Notification>,
+    target: TargetKey,
+    webhook_gid: Option<String>,
+    confirmed: bool,
+    body: &[u8],
+) -> Response {
+    let parsed = match parse_delivery(body) {
+        Ok(parsed) => parsed,
+        Err(e) => return not_json(&target, webhook_gid.as_deref(), &e),
     };
     let notification = if parsed.is_heartbeat() {
         Notification::Heartbeat {
@@ -247,10 +315,7 @@ async fn delivery<S: SecretStore>(
             webhook_gid,
         }
     } else if !confirmed {
-        // Anyone can send a handshake while a registration is in flight;
-        // until Asana's answer confirms the secret, its events wait.
-        tracing::info!(%target, "events signed with a secret not yet confirmed: answering 503 so that Asana delivers them again");
-        return retry_later("the webhook's secret is not confirmed yet\n", "2");
+        return not_confirmed(&target);
     } else {
         Notification::Events {
             target,
@@ -259,7 +324,7 @@ async fn delivery<S: SecretStore>(
             undecoded: parsed.undecoded,
         }
     };
-    match receiver.inner.queue.try_send(notification) {
+    match queue.try_send(notification) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(TrySendError::Full(_)) => {
             tracing::warn!("delivery queue full: answering 503 so that Asana retries");

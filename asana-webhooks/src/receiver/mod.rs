@@ -64,6 +64,7 @@ use tokio::sync::mpsc;
 use std::time::Duration;
 
 use crate::event::{Event, UndecodedEvent};
+use crate::inbox::{Appended, Inbox, InboxError, IncomingDelivery};
 use crate::secrets::{SecretStore, TargetKey};
 
 /// The default largest accepted body: 1 MiB.
@@ -204,19 +205,34 @@ impl<S: SecretStore> ReceiverBuilder<S> {
         self
     }
 
-    /// Builds the receiver and the queue its deliveries go to.
+    /// Builds a receiver that hands deliveries over through an in-memory
+    /// queue. **Not durable**: deliveries answered 200 but still in the
+    /// queue when the process stops are lost, and Asana never sends them
+    /// again. Prefer [`build_with_inbox`](Self::build_with_inbox).
     pub fn build(self) -> (Receiver<S>, Notifications) {
         let (tx, rx) = mpsc::channel(self.queue_capacity);
-        let receiver = Receiver {
+        (self.finish(Sink::Queue(tx)), Notifications { rx })
+    }
+
+    /// Builds a receiver that commits every verified delivery to `inbox`
+    /// before it answers 200; your code takes the events from the inbox and
+    /// acknowledges each one (see [`crate::inbox`]). A full or failing inbox
+    /// answers 503, so Asana delivers again later: nothing is acknowledged
+    /// that was not written.
+    pub fn build_with_inbox<I: Inbox>(self, inbox: I) -> Receiver<S> {
+        self.finish(Sink::Inbox(Arc::new(inbox)))
+    }
+
+    fn finish(self, sink: Sink) -> Receiver<S> {
+        Receiver {
             inner: Arc::new(Inner {
                 store: self.store,
                 body_limit: self.body_limit,
                 accept_handshakes_outside_window: self.accept_handshakes_outside_window,
                 limits: self.limits,
-                queue: tx,
+                sink,
             }),
-        };
-        (receiver, Notifications { rx })
+        }
     }
 }
 
@@ -262,7 +278,49 @@ struct Inner<S> {
     body_limit: usize,
     accept_handshakes_outside_window: bool,
     limits: Limits,
-    queue: mpsc::Sender<Notification>,
+    sink: Sink,
+}
+
+/// Where verified deliveries go.
+pub(crate) enum Sink {
+    Queue(mpsc::Sender<Notification>),
+    Inbox(Arc<dyn ErasedInbox>),
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sink::Queue(_) => f.write_str("Sink::Queue"),
+            Sink::Inbox(_) => f.write_str("Sink::Inbox"),
+        }
+    }
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// [`Inbox`] without its generic methods, so that the receiver need not be
+/// generic over it.
+pub(crate) trait ErasedInbox: Send + Sync {
+    fn append(&self, delivery: IncomingDelivery) -> BoxFuture<'_, Result<Appended, InboxError>>;
+    fn heartbeat<'a>(
+        &'a self,
+        target: &'a TargetKey,
+        webhook_gid: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), InboxError>>;
+}
+
+impl<I: Inbox> ErasedInbox for I {
+    fn append(&self, delivery: IncomingDelivery) -> BoxFuture<'_, Result<Appended, InboxError>> {
+        Box::pin(Inbox::append(self, delivery))
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        target: &'a TargetKey,
+        webhook_gid: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), InboxError>> {
+        Box::pin(Inbox::heartbeat(self, target, webhook_gid))
+    }
 }
 
 impl<S: SecretStore> Receiver<S> {

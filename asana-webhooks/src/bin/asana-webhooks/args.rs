@@ -93,8 +93,12 @@ pub enum Command {
         /// The webhook gid.
         gid: String,
     },
-    /// Receive deliveries: print one JSON line per verified event.
+    /// Receive deliveries: commit each verified one to the inbox, answer
+    /// 200, print one JSON line per event and acknowledge it once printed.
+    /// Stops cleanly on Ctrl-C or SIGTERM.
     Listen(Listen),
+    /// Show what waits in a listener's inbox (stop the listener first).
+    Inbox(InboxArgs),
     /// Run a local Asana-compatible sandbox.
     #[command(after_help = SANDBOX_HELP)]
     Sandbox {
@@ -144,6 +148,41 @@ pub struct Listen {
     /// Where the webhook secrets are kept (JSON, mode 0600).
     #[arg(long, default_value = "asana-webhooks-secrets.json")]
     pub secrets: PathBuf,
+    /// Where verified deliveries wait until printed (default: beside the
+    /// secrets file). A delivery is answered 200 only once it is here.
+    #[arg(long)]
+    pub inbox: Option<PathBuf>,
+}
+
+impl Listen {
+    /// The inbox file: `--inbox`, or `asana-webhooks-inbox.redb` beside the
+    /// secrets file.
+    pub fn inbox_path(&self) -> PathBuf {
+        default_inbox(self.inbox.as_ref(), &self.secrets)
+    }
+}
+
+/// `--inbox` or the default file beside the secrets file.
+pub fn default_inbox(inbox: Option<&PathBuf>, secrets: &std::path::Path) -> PathBuf {
+    inbox
+        .cloned()
+        .unwrap_or_else(|| secrets.with_file_name("asana-webhooks-inbox.redb"))
+}
+
+#[derive(Debug, Args)]
+pub struct InboxArgs {
+    /// The inbox file (default: beside the secrets file).
+    #[arg(long)]
+    pub inbox: Option<PathBuf>,
+    /// The secrets file whose neighbour is the default inbox.
+    #[arg(long, default_value = "asana-webhooks-secrets.json")]
+    pub secrets: PathBuf,
+    /// Also print every waiting event, one JSON line each (nothing is
+    /// acknowledged).
+    #[arg(long)]
+    pub print: bool,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args, Clone, Copy)]

@@ -8,14 +8,15 @@ mod print;
 
 use std::process::ExitCode;
 
-use asana_webhooks::receiver::{Notification, Receiver};
+use asana_webhooks::inbox::{FileInbox, Inbox};
+use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
 use asana_webhooks::secrets::FileSecretStore;
 use asana_webhooks::types::{WebhookListOptField, WebhookOptField};
 use asana_webhooks::{Client, Error, HandshakeExt, RetryPolicy};
 use clap::Parser;
 
-use args::{Cli, Command, Listen};
+use args::{Cli, Command, InboxArgs, Listen, default_inbox};
 
 /// A failure with what to tell the user and the exit code.
 struct Failure {
@@ -138,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             println!("deleted webhook {gid}");
         }
         Command::Listen(listen) => self::listen(&cli, listen).await?,
+        Command::Inbox(args) => show_inbox(args).await?,
         Command::Sandbox { addr, time_scale } => {
             let sandbox = Sandbox::builder()
                 .time_scale(*time_scale)
@@ -188,18 +190,48 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
     let store = FileSecretStore::open(&args.secrets).await.map_err(other)?;
-    let (receiver, mut notifications) = Receiver::new(store.clone());
+    let inbox = FileInbox::open(args.inbox_path()).await.map_err(other)?;
+    let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(other)?;
-    tracing::info!(addr = %listener.local_addr().map_err(other)?, "listening");
+    tracing::info!(addr = %listener.local_addr().map_err(other)?, inbox = %inbox.path().display(), "listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut server_stopped = stopped.clone();
     let server = tokio::spawn(receiver.serve(listener, async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|stop| *stop).await;
+        let _ = server_stopped.wait_for(|stop| *stop).await;
     }));
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop.send(true);
+    });
+    let printer = tokio::spawn(print_events(inbox.clone(), stopped.clone()));
+
     if let Some(target) = &args.target {
         let client = client(cli)?;
         for resource in &args.resources {
@@ -211,37 +243,76 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
             }
             let ensured = create.ensure().await?;
             let gid = ensured.webhook.gid.unwrap_or_default();
-            let verb = if ensured.created {
-                "created"
-            } else {
-                "reusing existing"
-            };
-            tracing::info!(%gid, %resource, "{verb} webhook; secret stored in {}", args.secrets.display());
+            print::json_line(&serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}));
+            tracing::info!(%gid, %resource, "webhook ready; secret stored in {}", args.secrets.display());
         }
     }
-    loop {
-        tokio::select! {
-            notification = notifications.recv() => match notification {
-                Some(Notification::Events { target, webhook_gid, events, undecoded }) => {
-                    for event in events {
-                        print::json_line(&serde_json::json!({"target": target, "webhook_gid": webhook_gid, "event": event}));
-                    }
-                    for event in undecoded {
-                        print::json_line(&serde_json::json!({"target": target, "webhook_gid": webhook_gid, "undecoded": event.raw, "error": event.error}));
-                    }
-                }
-                Some(Notification::Heartbeat { target, webhook_gid }) => {
-                    print::json_line(&serde_json::json!({"target": target, "webhook_gid": webhook_gid, "heartbeat": true}));
-                }
-                Some(_) => {}
-                None => break,
-            },
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-    // Stop accepting, let the requests in flight finish, then exit.
-    let _ = stop.send(true);
+    // Stop accepting, answer the requests in flight (each committed and
+    // 200, or not and 5xx), then stop printing and close the inbox.
     let _ = server.await;
+    let printed = printer.await;
+    inbox.close();
+    match printed {
+        Ok(result) => result,
+        Err(e) => Err(other(e)),
+    }
+}
+
+/// Prints each event as a JSON line and acknowledges it once the line is
+/// written and flushed; stops between events when told to.
+async fn print_events(
+    inbox: FileInbox,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    loop {
+        let item = tokio::select! {
+            item = inbox.next() => item,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let Some(item) = item else { break };
+        let mut line = serde_json::json!({
+            "id": item.id(),
+            "target": item.target(),
+            "webhook_gid": item.webhook_gid(),
+            "attempt": item.attempt(),
+        });
+        match item.event() {
+            Ok(event) => line["event"] = serde_json::to_value(event).map_err(other)?,
+            Err(undecoded) => {
+                line["undecoded"] = undecoded.raw;
+                line["error"] = undecoded.error.into();
+            }
+        }
+        print::json_line_flushed(&line).map_err(other)?;
+        item.ack().await.map_err(other)?;
+    }
+    Ok(())
+}
+
+async fn show_inbox(args: &InboxArgs) -> Result<(), Failure> {
+    let inbox = FileInbox::open(default_inbox(args.inbox.as_ref(), &args.secrets))
+        .await
+        .map_err(other)?;
+    let stats = inbox.stats().await.map_err(other)?;
+    if args.print {
+        for (id, webhook_gid, received_at, raw) in inbox.stored() {
+            let event: serde_json::Value = serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
+            print::json_line(&serde_json::json!({"id": id, "webhook_gid": webhook_gid, "received_at": received_at, "event": event}));
+        }
+    } else if args.output.json {
+        print::json_line(&serde_json::to_value(&stats).map_err(other)?);
+    } else {
+        println!("{} waiting, {} in flight, {} bytes", stats.waiting, stats.in_flight, stats.bytes);
+        println!("oldest: {}", stats.oldest.map_or("-".to_string(), |t| t.to_rfc3339()));
+        println!("duplicates dropped: {}", stats.duplicates_dropped);
+        for (gid, count) in &stats.per_webhook {
+            println!("webhook {gid}: {count} waiting");
+        }
+        for (gid, at) in &stats.last_heartbeats {
+            println!("webhook {gid}: last heartbeat {}", at.to_rfc3339());
+        }
+    }
+    inbox.close();
     Ok(())
 }
 

@@ -6,6 +6,13 @@ use asana_webhooks::{CreatedWebhook, Webhook};
 
 use crate::args::Output;
 
+/// Writes one JSON line and flushes it: what a consumer acknowledges after.
+pub fn json_line_flushed(value: &serde_json::Value) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}")?;
+    out.flush()
+}
+
 /// One JSON value on its own line, flushed at once (for pipes).
 pub fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
