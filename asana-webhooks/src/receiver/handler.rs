@@ -9,8 +9,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::limited_log::{LimitedWarning, refusal};
 use super::{ErasedInbox, Notification, Receiver, Sink};
-use crate::inbox::{InboxError, IncomingDelivery};
 use crate::event::parse_delivery;
+use crate::inbox::{InboxError, IncomingDelivery};
 use crate::secret::HookSecret;
 use crate::secrets::{HandshakeVerdict, SecretStore, StoredSecret, TargetKey};
 use crate::signature::{SECRET_HEADER, SIGNATURE_HEADER, Signature};

@@ -243,7 +243,9 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
             }
             let ensured = create.ensure().await?;
             let gid = ensured.webhook.gid.unwrap_or_default();
-            print::json_line(&serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}));
+            print::json_line(
+                &serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}),
+            );
             tracing::info!(%gid, %resource, "webhook ready; secret stored in {}", args.secrets.display());
         }
     }
@@ -296,14 +298,23 @@ async fn show_inbox(args: &InboxArgs) -> Result<(), Failure> {
     let stats = inbox.stats().await.map_err(other)?;
     if args.print {
         for (id, webhook_gid, received_at, raw) in inbox.stored() {
-            let event: serde_json::Value = serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
-            print::json_line(&serde_json::json!({"id": id, "webhook_gid": webhook_gid, "received_at": received_at, "event": event}));
+            let event: serde_json::Value =
+                serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
+            print::json_line(
+                &serde_json::json!({"id": id, "webhook_gid": webhook_gid, "received_at": received_at, "event": event}),
+            );
         }
     } else if args.output.json {
         print::json_line(&serde_json::to_value(&stats).map_err(other)?);
     } else {
-        println!("{} waiting, {} in flight, {} bytes", stats.waiting, stats.in_flight, stats.bytes);
-        println!("oldest: {}", stats.oldest.map_or("-".to_string(), |t| t.to_rfc3339()));
+        println!(
+            "{} waiting, {} in flight, {} bytes",
+            stats.waiting, stats.in_flight, stats.bytes
+        );
+        println!(
+            "oldest: {}",
+            stats.oldest.map_or("-".to_string(), |t| t.to_rfc3339())
+        );
         println!("duplicates dropped: {}", stats.duplicates_dropped);
         for (gid, count) in &stats.per_webhook {
             println!("webhook {gid}: {count} waiting");
