@@ -295,18 +295,17 @@ pub trait Inbox: Clone + Send + Sync + 'static {
 ///
 /// ```no_run
 /// # async fn run(inbox: asana_webhooks::inbox::MemoryInbox) {
-/// asana_webhooks::inbox::handle_each(inbox, |item| async move {
+/// asana_webhooks::inbox::handle_each(inbox, async |item| {
 ///     println!("{}", item.raw());
 ///     Ok::<(), std::io::Error>(())
 /// })
 /// .await;
 /// # }
 /// ```
-pub async fn handle_each<I, F, Fut, E>(inbox: I, mut handler: F)
+pub async fn handle_each<I, F, E>(inbox: I, mut handler: F)
 where
     I: Inbox,
-    F: FnMut(&InboxItem) -> Fut,
-    Fut: Future<Output = Result<(), E>>,
+    F: AsyncFnMut(&InboxItem) -> Result<(), E>,
     E: std::fmt::Display,
 {
     while let Some(item) = inbox.next().await {
@@ -358,6 +357,57 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn handle_each_acknowledges_what_was_handled_and_retries_what_failed() {
+        let inbox = MemoryInbox::new();
+        inbox
+            .append(IncomingDelivery {
+                target: TargetKey::from_path_and_query("/a"),
+                webhook_gid: None,
+                events: vec![raw(r#"{"n":1}"#), raw(r#"{"n":2}"#)],
+            })
+            .await
+            .unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        let handler = handle_each(inbox.clone(), async |item: &InboxItem| {
+            seen.lock()
+                .unwrap()
+                .push((item.raw().to_string(), item.attempt()));
+            if item.raw().contains('2') && item.attempt() == 1 {
+                return Err("not this time");
+            }
+            Ok(())
+        });
+        let closer = async {
+            for _ in 0..200 {
+                if seen.lock().unwrap().len() >= 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Let the last acknowledgement land.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let stats = inbox.stats().await.unwrap();
+            inbox.close();
+            stats
+        };
+        let ((), stats) = tokio::join!(handler, closer);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                (r#"{"n":1}"#.to_string(), 1),
+                (r#"{"n":2}"#.to_string(), 1),
+                (r#"{"n":2}"#.to_string(), 2)
+            ]
+        );
+        assert_eq!(
+            (stats.waiting, stats.in_flight),
+            (0, 0),
+            "both acknowledged"
+        );
     }
 
     #[test]
