@@ -117,6 +117,8 @@ mod handshake;
 #[cfg(feature = "receiver")]
 pub mod inbox;
 mod pagination;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "receiver")]
 pub mod receiver;
 mod retry;

@@ -180,6 +180,14 @@ impl std::fmt::Debug for InboxItem {
 }
 
 impl InboxItem {
+    pub(crate) fn new(stored: Arc<StoredEvent>, attempt: u32, acker: Arc<dyn Acknowledge>) -> Self {
+        Self {
+            stored,
+            attempt,
+            acker,
+        }
+    }
+
     /// The item's id in its inbox.
     pub fn id(&self) -> u64 {
         self.stored.id

@@ -150,8 +150,17 @@ pub struct Listen {
     pub secrets: PathBuf,
     /// Where verified deliveries wait until printed (default: beside the
     /// secrets file). A delivery is answered 200 only once it is here.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "database_url")]
     pub inbox: Option<PathBuf>,
+    /// Keep secrets, registrations and the inbox in this PostgreSQL
+    /// database instead of files, so that several `listen` processes (on
+    /// several machines) share them: postgres://user:password@host/db.
+    #[arg(long, env = "ASANA_WEBHOOKS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// How long a printed event may go unacknowledged before it is handed
+    /// out again (to this or another instance).
+    #[arg(long, default_value_t = 60)]
+    pub lease_seconds: u64,
 }
 
 impl Listen {

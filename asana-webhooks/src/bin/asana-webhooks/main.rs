@@ -8,7 +8,9 @@ mod print;
 
 use std::process::ExitCode;
 
-use asana_webhooks::inbox::{FileInbox, Inbox};
+use asana_webhooks::inbox::{DEFAULT_MAX_BYTES, FileInbox, Inbox};
+use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
+use asana_webhooks::secrets::SecretStore;
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
 use asana_webhooks::secrets::FileSecretStore;
@@ -214,13 +216,39 @@ async fn stop_signal() {
 }
 
 async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
-    let store = FileSecretStore::open(&args.secrets).await.map_err(other)?;
-    let inbox = FileInbox::open(args.inbox_path()).await.map_err(other)?;
+    let lease = std::time::Duration::from_secs(args.lease_seconds.max(1));
+    match &args.database_url {
+        Some(url) => {
+            let pool = postgres::connect(url).await.map_err(other)?;
+            postgres::migrate(&pool).await.map_err(other)?;
+            let store = PostgresSecretStore::new(pool.clone());
+            let inbox = PostgresInbox::with_limits(pool, url, lease, postgres::DEFAULT_MAX_EVENTS)
+                .map_err(other)?;
+            serve_and_print(cli, args, store, inbox, "postgresql".into()).await
+        }
+        None => {
+            let store = FileSecretStore::open(&args.secrets).await.map_err(other)?;
+            let inbox = FileInbox::open_with_limits(args.inbox_path(), lease, DEFAULT_MAX_BYTES)
+                .await
+                .map_err(other)?;
+            let location = inbox.path().display().to_string();
+            serve_and_print(cli, args, store, inbox, location).await
+        }
+    }
+}
+
+async fn serve_and_print<S: SecretStore, I: Inbox>(
+    cli: &Cli,
+    args: &Listen,
+    store: S,
+    inbox: I,
+    location: String,
+) -> Result<(), Failure> {
     let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(other)?;
-    tracing::info!(addr = %listener.local_addr().map_err(other)?, inbox = %inbox.path().display(), "listening");
+    tracing::info!(addr = %listener.local_addr().map_err(other)?, inbox = %location, "listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut server_stopped = stopped.clone();
     let server = tokio::spawn(receiver.serve(listener, async move {
@@ -243,10 +271,8 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
             }
             let ensured = create.ensure().await?;
             let gid = ensured.webhook.gid.unwrap_or_default();
-            print::json_line(
-                &serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}),
-            );
-            tracing::info!(%gid, %resource, "webhook ready; secret stored in {}", args.secrets.display());
+            print::json_line(&serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}));
+            tracing::info!(%gid, %resource, "webhook ready");
         }
     }
     // Stop accepting, answer the requests in flight (each committed and
@@ -262,8 +288,8 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
 
 /// Prints each event as a JSON line and acknowledges it once the line is
 /// written and flushed; stops between events when told to.
-async fn print_events(
-    inbox: FileInbox,
+async fn print_events<I: Inbox>(
+    inbox: I,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Failure> {
     loop {

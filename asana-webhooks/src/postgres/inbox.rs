@@ -1,0 +1,337 @@
+//! [`Inbox`] in PostgreSQL.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use futures::StreamExt;
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+
+use crate::inbox::{
+    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats, IncomingDelivery, StoredEvent,
+    dedupe_key,
+};
+use crate::secrets::TargetKey;
+
+const CHANNEL: &str = "asana_webhooks_inbox";
+
+/// How long a waiting consumer sleeps before it looks again when no
+/// notification came (a lost notification, or a lease that expired).
+const POLL: Duration = Duration::from_millis(500);
+
+/// The default largest number of events waiting in the database.
+pub const DEFAULT_MAX_EVENTS: i64 = 1_000_000;
+
+/// An [`Inbox`] in PostgreSQL, shared by every receiver instance.
+///
+/// Each delivery is committed in one transaction before the receiver
+/// answers (PostgreSQL flushes concurrent commits together); consumers on
+/// any instance claim events with `FOR UPDATE SKIP LOCKED` and a lease, so
+/// an event held by an instance that dies is handed out elsewhere when its
+/// lease expires. `LISTEN/NOTIFY` wakes waiting consumers. Repeats are
+/// recognised for 24 hours by a unique key. Run [`super::migrate`] first.
+#[derive(Clone)]
+pub struct PostgresInbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    lease: Duration,
+    max_events: i64,
+    wake: Arc<Notify>,
+    closed: AtomicBool,
+    appends: AtomicU64,
+}
+
+impl std::fmt::Debug for PostgresInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresInbox")
+            .field("lease", &self.inner.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> InboxError {
+    InboxError::Storage {
+        location: "postgresql".into(),
+        message: e.to_string(),
+    }
+}
+
+impl PostgresInbox {
+    /// An inbox over `pool`, listening for new events on its own
+    /// connection to `url`, with the default lease and size limit.
+    pub fn new(pool: Pool, url: &str) -> Result<Self, InboxError> {
+        Self::with_limits(pool, url, DEFAULT_LEASE, DEFAULT_MAX_EVENTS)
+    }
+
+    /// Like [`new`](Self::new), with the lease of handed-out events and the
+    /// most events that may wait (beyond, the receiver answers 503).
+    pub fn with_limits(pool: Pool, url: &str, lease: Duration, max_events: i64) -> Result<Self, InboxError> {
+        let config: tokio_postgres::Config = url.parse().map_err(storage)?;
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(listen(config, Arc::downgrade(&wake)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                lease,
+                max_events,
+                wake,
+                closed: AtomicBool::new(false),
+                appends: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    async fn claim(&self) -> Result<Option<InboxItem>, InboxError> {
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        let row = client
+            .query_opt(
+                "UPDATE asana_webhooks_inbox SET leased_until = now() + make_interval(secs => $1), attempts = attempts + 1
+                 WHERE id = (SELECT id FROM asana_webhooks_inbox
+                             WHERE leased_until IS NULL OR leased_until < now()
+                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING id, target, webhook_gid, (extract(epoch from received_at) * 1000)::bigint, event, attempts",
+                &[&self.inner.lease.as_secs_f64()],
+            )
+            .await
+            .map_err(storage)?;
+        let Some(row) = row else { return Ok(None) };
+        let event: String = row.get(4);
+        let stored = StoredEvent {
+            id: row.get::<_, i64>(0) as u64,
+            target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
+            webhook_gid: row.get(2),
+            received_at_ms: row.get::<_, i64>(3) as u64,
+            event: RawValue::from_string(event).map_err(storage)?,
+        };
+        Ok(Some(InboxItem::new(
+            Arc::new(stored),
+            row.get::<_, i32>(5) as u32,
+            Arc::new(self.clone()),
+        )))
+    }
+}
+
+/// Keeps a connection listening on the channel and wakes consumers on each
+/// notification; reconnects when the connection drops, until the inbox is
+/// gone.
+async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
+    loop {
+        if wake.strong_count() == 0 {
+            return;
+        }
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let listening = async {
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+                    std::future::pending::<Result<(), tokio_postgres::Error>>().await
+                };
+                let relay = async {
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => match wake.upgrade() {
+                                Some(wake) => wake.notify_waiters(),
+                                None => return,
+                            },
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "inbox notification connection failed");
+                                return;
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    result = listening => if let Err(e) = result {
+                        tracing::warn!(error = %e, "could not LISTEN for new inbox events");
+                    },
+                    () = relay => {}
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not connect to listen for inbox events"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+impl Acknowledge for PostgresInbox {
+    fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>> {
+        Box::pin(async move {
+            let client = self.inner.pool.get().await.map_err(storage)?;
+            client
+                .execute("DELETE FROM asana_webhooks_inbox WHERE id = $1", &[&(id as i64)])
+                .await
+                .map_err(storage)?;
+            Ok(())
+        })
+    }
+
+    fn release(&self, id: u64) {
+        let inbox = self.clone();
+        tokio::spawn(async move {
+            if let Ok(client) = inbox.inner.pool.get().await {
+                let _ = client
+                    .execute("UPDATE asana_webhooks_inbox SET leased_until = NULL WHERE id = $1", &[&(id as i64)])
+                    .await;
+                let _ = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await;
+            }
+        });
+    }
+}
+
+impl Inbox for PostgresInbox {
+    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(InboxError::Closed);
+        }
+        let mut client = self.inner.pool.get().await.map_err(storage)?;
+        let tx = client.transaction().await.map_err(storage)?;
+        let waiting: i64 = tx
+            .query_one("SELECT count(*) FROM asana_webhooks_inbox", &[])
+            .await
+            .map_err(storage)?
+            .get(0);
+        if waiting + delivery.events.len() as i64 > self.inner.max_events {
+            return Err(InboxError::Full {
+                waiting_bytes: waiting as u64,
+                max_bytes: self.inner.max_events as u64,
+            });
+        }
+        let mut appended = Appended::default();
+        for event in &delivery.events {
+            let key = dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), event);
+            let new = tx
+                .execute(
+                    "INSERT INTO asana_webhooks_seen (key) VALUES ($1) ON CONFLICT DO NOTHING",
+                    &[&key.as_slice()],
+                )
+                .await
+                .map_err(storage)?;
+            if new == 0 {
+                appended.duplicates += 1;
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO asana_webhooks_inbox (target, webhook_gid, event) VALUES ($1, $2, $3)",
+                &[&delivery.target.as_str(), &delivery.webhook_gid, &event.get()],
+            )
+            .await
+            .map_err(storage)?;
+            appended.added += 1;
+        }
+        if appended.duplicates > 0 {
+            tx.execute(
+                "INSERT INTO asana_webhooks_counters (name, value) VALUES ('duplicates', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = asana_webhooks_counters.value + $1",
+                &[&(appended.duplicates as i64)],
+            )
+            .await
+            .map_err(storage)?;
+        }
+        if appended.added > 0 {
+            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await.map_err(storage)?;
+        }
+        // Forget keys past Asana's retry horizon now and then.
+        if self.inner.appends.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+            tx.execute("DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'", &[])
+                .await
+                .map_err(storage)?;
+        }
+        tx.commit().await.map_err(storage)?;
+        Ok(appended)
+    }
+
+    async fn heartbeat(&self, _target: &TargetKey, webhook_gid: Option<&str>) -> Result<(), InboxError> {
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        client
+            .execute(
+                "INSERT INTO asana_webhooks_heartbeats (webhook, at) VALUES ($1, now())
+                 ON CONFLICT (webhook) DO UPDATE SET at = now()",
+                &[&webhook_gid.unwrap_or("-")],
+            )
+            .await
+            .map_err(storage)?;
+        Ok(())
+    }
+
+    async fn next(&self) -> Option<InboxItem> {
+        loop {
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            let notified = self.inner.wake.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match self.claim().await {
+                Ok(Some(item)) => return Some(item),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim an inbox event; trying again"),
+            }
+            let _ = tokio::time::timeout(POLL, notified).await;
+        }
+    }
+
+    async fn stats(&self) -> Result<InboxStats, InboxError> {
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE leased_until IS NULL OR leased_until < now()),
+                        count(*) FILTER (WHERE leased_until >= now()),
+                        coalesce(sum(octet_length(event)), 0)::bigint,
+                        (extract(epoch from min(received_at)) * 1000)::bigint
+                 FROM asana_webhooks_inbox",
+                &[],
+            )
+            .await
+            .map_err(storage)?;
+        let mut stats = InboxStats {
+            waiting: row.get::<_, i64>(0) as usize,
+            in_flight: row.get::<_, i64>(1) as usize,
+            bytes: row.get::<_, i64>(2) as u64,
+            oldest: row
+                .get::<_, Option<i64>>(3)
+                .and_then(chrono::DateTime::from_timestamp_millis),
+            ..InboxStats::default()
+        };
+        for row in client
+            .query(
+                "SELECT coalesce(webhook_gid, '-'), count(*) FROM asana_webhooks_inbox GROUP BY 1",
+                &[],
+            )
+            .await
+            .map_err(storage)?
+        {
+            stats.per_webhook.insert(row.get(0), row.get::<_, i64>(1) as usize);
+        }
+        stats.duplicates_dropped = client
+            .query_opt("SELECT value FROM asana_webhooks_counters WHERE name = 'duplicates'", &[])
+            .await
+            .map_err(storage)?
+            .map_or(0, |r| r.get::<_, i64>(0) as u64);
+        for row in client
+            .query(
+                "SELECT webhook, (extract(epoch from at) * 1000)::bigint FROM asana_webhooks_heartbeats",
+                &[],
+            )
+            .await
+            .map_err(storage)?
+        {
+            if let Some(at) = chrono::DateTime::from_timestamp_millis(row.get(1)) {
+                stats.last_heartbeats.insert(row.get(0), at);
+            }
+        }
+        Ok(stats)
+    }
+
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+    }
+}
