@@ -8,6 +8,14 @@
 //! end every event of every delivery that got a 2xx must have been printed
 //! by some run of the listener: lost = 0. Events printed more than once
 //! (handed out again after a kill) are counted and reported.
+//!
+//! The third test runs two listeners on one PostgreSQL database behind a
+//! played load balancer (each attempt goes to the next instance), kills
+//! one of them for good under load, and checks that the other hands out
+//! the events the dead one held once their leases expire.
+
+#[path = "support/postgres.rs"]
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -69,9 +77,15 @@ impl Printed {
 }
 
 fn start_listener(addr: &str, dir: &Path, printed: &Printed) -> Child {
+    let secrets = dir.join("secrets.json").display().to_string();
+    start_with(addr, &["--secrets", &secrets], printed)
+}
+
+/// `listen --addr addr extra…`, its stdout lines collected into `printed`.
+fn start_with(addr: &str, extra: &[&str], printed: &Printed) -> Child {
     let mut child = Command::new(BIN)
-        .args(["listen", "--addr", addr, "--secrets"])
-        .arg(dir.join("secrets.json"))
+        .args(["listen", "--addr", addr])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -125,7 +139,8 @@ fn stop(child: &mut Child, how: Stop) {
 
 /// Sends every delivery until it gets a 2xx; returns the events of the
 /// deliveries acknowledged and how many attempts were refused or broken.
-async fn play_asana(url: String, acked: Arc<AtomicUsize>) -> (HashSet<String>, usize) {
+async fn play_asana(urls: Vec<String>, acked: Arc<AtomicUsize>) -> (HashSet<String>, usize) {
+    let attempts = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -134,8 +149,13 @@ async fn play_asana(url: String, acked: Arc<AtomicUsize>) -> (HashSet<String>, u
     let deadline = Instant::now() + LIMIT - Duration::from_secs(30);
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
-            let (next, client, url, acked) =
-                (next.clone(), client.clone(), url.clone(), acked.clone());
+            let (next, client, urls, acked, attempts) = (
+                next.clone(),
+                client.clone(),
+                urls.clone(),
+                acked.clone(),
+                attempts.clone(),
+            );
             tokio::spawn(async move {
                 let mut confirmed = Vec::new();
                 let mut refused = 0;
@@ -148,8 +168,10 @@ async fn play_asana(url: String, acked: Arc<AtomicUsize>) -> (HashSet<String>, u
                     let signature = sign(&body);
                     // Asana resends the same bytes until it gets a 2xx.
                     while Instant::now() < deadline {
+                        // A load balancer: each attempt to the next instance.
+                        let url = &urls[attempts.fetch_add(1, Ordering::Relaxed) % urls.len()];
                         let sent = client
-                            .post(&url)
+                            .post(url)
                             .header("X-Hook-Signature", &signature)
                             .body(body.clone())
                             .send()
@@ -199,7 +221,7 @@ fn crash_test(how: Stop) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let acked = Arc::new(AtomicUsize::new(0));
     let asana = runtime.spawn(play_asana(
-        format!("http://{addr}/hooks/crash"),
+        vec![format!("http://{addr}/hooks/crash")],
         acked.clone(),
     ));
 
@@ -225,7 +247,21 @@ fn crash_test(how: Stop) {
         "every delivery was acknowledged in the end"
     );
 
-    // Everything acknowledged is printed by the running listener.
+    let summary = format!(
+        "{how:?}: {KILLS} stops at {points:?} (seed {seed}); {refused} refused or broken attempts resent"
+    );
+    check_nothing_lost(&confirmed, &printed, &summary, started);
+    stop(&mut child, Stop::Interrupt);
+}
+
+/// Waits until everything acknowledged was printed (at most 30 s), then
+/// asserts that nothing was lost and reports the repeats.
+fn check_nothing_lost(
+    confirmed: &HashSet<String>,
+    printed: &Printed,
+    summary: &str,
+    started: Instant,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let seen: HashSet<String> = printed.gids().into_iter().collect();
@@ -234,8 +270,6 @@ fn crash_test(how: Stop) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop(&mut child, Stop::Interrupt);
-
     let gids = printed.gids();
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for gid in &gids {
@@ -247,10 +281,8 @@ fn crash_test(how: Stop) {
         .collect();
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     println!(
-        "{how:?}: {} deliveries, {} events acknowledged; {} stops at {points:?} (seed {seed}); {refused} refused or broken attempts resent; {} events printed, lost {}, printed again {duplicates}; {:.1?}",
-        DELIVERIES,
+        "{summary}: {DELIVERIES} deliveries, {} events acknowledged; {} events printed, lost {}, printed again {duplicates}; {:.1?}",
         confirmed.len(),
-        KILLS,
         gids.len(),
         lost.len(),
         started.elapsed()
@@ -275,4 +307,63 @@ fn sigkill_under_load_loses_no_acknowledged_event() {
 #[test]
 fn sigint_under_load_loses_no_acknowledged_event_and_exits_cleanly() {
     crash_test(Stop::Interrupt);
+}
+
+#[test]
+fn sigkill_of_one_of_two_postgres_instances_loses_no_acknowledged_event() {
+    let started = Instant::now();
+    let db = support::Postgres::start();
+    let url = db.url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use asana_webhooks::secrets::{SecretStore, StoredSecret, TargetKey};
+        let pool = asana_webhooks::postgres::connect(&url).await.unwrap();
+        asana_webhooks::postgres::migrate(&pool).await.unwrap();
+        asana_webhooks::postgres::PostgresSecretStore::new(pool)
+            .save(StoredSecret::new(
+                TargetKey::from_path_and_query("/hooks/crash"),
+                "1",
+                asana_webhooks::HookSecret::new(SECRET),
+            ))
+            .await
+            .unwrap();
+    });
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (a, b) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let printed = Printed::default();
+    let shared = ["--database-url", url.as_str(), "--lease-seconds", "2"];
+    let mut first = start_with(&a, &shared, &printed);
+    let mut second = start_with(&b, &shared, &printed);
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let urls = vec![
+        format!("http://{a}/hooks/crash"),
+        format!("http://{b}/hooks/crash"),
+    ];
+    let asana = runtime.spawn(play_asana(urls, acked.clone()));
+    let seed = fastrand::u64(..);
+    let point = fastrand::Rng::with_seed(seed).usize(200..DELIVERIES - 200);
+    while acked.load(Ordering::SeqCst) < point && started.elapsed() < LIMIT && !asana.is_finished()
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Instance A dies for good; the balancer's retries reach B, and B's
+    // consumer takes over A's leased events when their leases expire.
+    stop(&mut first, Stop::Kill);
+    let (confirmed, refused) = runtime.block_on(asana).unwrap();
+    assert_eq!(acked.load(Ordering::SeqCst), DELIVERIES);
+    let summary = format!(
+        "PostgreSQL, 2 instances, SIGKILL of one at {point} (seed {seed}); {refused} attempts resent"
+    );
+    check_nothing_lost(&confirmed, &printed, &summary, started);
+    stop(&mut second, Stop::Interrupt);
 }

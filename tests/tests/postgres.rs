@@ -78,13 +78,23 @@ async fn a_create_through_one_instance_whose_handshake_lands_on_another_succeeds
         let body = events(&format!("e{n}"));
         let signature = hmac_hex(secret.expose(), body.as_bytes());
         assert_eq!(
-            deliver(&format!("{base}/hooks/shared"), body.as_bytes(), Some(&signature)).await,
+            deliver(
+                &format!("{base}/hooks/shared"),
+                body.as_bytes(),
+                Some(&signature)
+            )
+            .await,
             200
         );
     }
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let (event, item) = next_gid(if seen.len() % 2 == 0 { &a.inbox } else { &b.inbox }).await;
+        let (event, item) = next_gid(if seen.len() % 2 == 0 {
+            &a.inbox
+        } else {
+            &b.inbox
+        })
+        .await;
         assert_eq!(item.webhook_gid(), Some(gid_for_items.as_str()));
         item.ack().await.unwrap();
         seen.push(event);
@@ -103,7 +113,11 @@ async fn concurrent_creates_from_both_instances_to_one_target_all_succeed() {
     let asana = FakeAsana::start().await;
     let target = format!("{}/hooks/one", a.base);
     let creates = (0..4).map(|n| {
-        let store = if n % 2 == 0 { a.store.clone() } else { b.store.clone() };
+        let store = if n % 2 == 0 {
+            a.store.clone()
+        } else {
+            b.store.clone()
+        };
         let (client, target) = (asana.client(), target.clone());
         tokio::spawn(async move {
             client
@@ -114,12 +128,22 @@ async fn concurrent_creates_from_both_instances_to_one_target_all_succeed() {
     });
     let mut gids = Vec::new();
     for create in futures::future::join_all(creates).await {
-        gids.push(create.unwrap().expect("no create fails").webhook.gid.unwrap());
+        gids.push(
+            create
+                .unwrap()
+                .expect("no create fails")
+                .webhook
+                .gid
+                .unwrap(),
+        );
     }
     let key = TargetKey::from_url(&target).unwrap();
     assert_eq!(a.store.secrets_for(&key).await.unwrap().len(), 4);
     for (gid, _, secret) in asana.created() {
-        assert_eq!(b.store.by_gid(&gid).await.unwrap().unwrap().secret.expose(), secret);
+        assert_eq!(
+            b.store.by_gid(&gid).await.unwrap().unwrap().secret.expose(),
+            secret
+        );
     }
 }
 
@@ -135,7 +159,12 @@ async fn a_forged_handshake_on_another_instance_never_verifies_events() {
     let target = format!("{}/hooks/f", a.base);
     let create = tokio::spawn({
         let (client, store, target) = (asana.client(), a.store.clone(), target.clone());
-        async move { client.create_webhook_with_handshake(&store, "1", &target).send().await }
+        async move {
+            client
+                .create_webhook_with_handshake(&store, "1", &target)
+                .send()
+                .await
+        }
     });
     for _ in 0..200 {
         if !asana.created().is_empty() {
@@ -154,9 +183,15 @@ async fn a_forged_handshake_on_another_instance_never_verifies_events() {
     assert_eq!(answered.status().as_u16(), 200);
     let body = events("forged");
     let forged = hmac_hex("attacker", body.as_bytes());
-    assert_ne!(deliver(&forged_url, body.as_bytes(), Some(&forged)).await, 200);
+    assert_ne!(
+        deliver(&forged_url, body.as_bytes(), Some(&forged)).await,
+        200
+    );
     create.await.unwrap().unwrap();
-    assert_eq!(deliver(&forged_url, body.as_bytes(), Some(&forged)).await, 401);
+    assert_eq!(
+        deliver(&forged_url, body.as_bytes(), Some(&forged)).await,
+        401
+    );
     assert_eq!(a.inbox.stats().await.unwrap().waiting, 0);
     let key = TargetKey::from_url(&target).unwrap();
     assert_eq!(b.store.secrets_for(&key).await.unwrap().len(), 1);
@@ -178,26 +213,44 @@ async fn an_unacknowledged_lease_moves_to_the_other_instance_and_repeats_are_dro
     let db = support::Postgres::start();
     let a = instance(&db.url(), Duration::from_millis(500)).await;
     let b = instance(&db.url(), Duration::from_millis(500)).await;
-    let appended = a.inbox.append(delivery(&[r#"{"n":1}"#, r#"{"n":2}"#])).await.unwrap();
+    let appended = a
+        .inbox
+        .append(delivery(&[r#"{"n":1}"#, r#"{"n":2}"#]))
+        .await
+        .unwrap();
     assert_eq!(appended.added, 2);
     let again = b.inbox.append(delivery(&[r#"{ "n": 1 }"#])).await.unwrap();
-    assert_eq!((again.added, again.duplicates), (0, 1), "a repeat through the other instance");
+    assert_eq!(
+        (again.added, again.duplicates),
+        (0, 1),
+        "a repeat through the other instance"
+    );
 
     let first = a.inbox.next().await.unwrap();
     let second = b.inbox.next().await.unwrap();
-    assert_ne!(first.id(), second.id(), "SKIP LOCKED: each instance its own event");
+    assert_ne!(
+        first.id(),
+        second.id(),
+        "SKIP LOCKED: each instance its own event"
+    );
     second.ack().await.unwrap();
     // Instance A "dies" holding its event; B gets it once the lease ran out.
     let held = first.id();
     drop(first);
     let started = std::time::Instant::now();
-    let moved = tokio::time::timeout(Duration::from_secs(10), b.inbox.next()).await.unwrap().unwrap();
+    let moved = tokio::time::timeout(Duration::from_secs(10), b.inbox.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(moved.id(), held);
     assert_eq!(moved.attempt(), 2);
     assert!(started.elapsed() >= Duration::from_millis(300));
     moved.ack().await.unwrap();
     let stats = b.inbox.stats().await.unwrap();
-    assert_eq!((stats.waiting, stats.in_flight, stats.duplicates_dropped), (0, 0, 1));
+    assert_eq!(
+        (stats.waiting, stats.in_flight, stats.duplicates_dropped),
+        (0, 0, 1)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,20 +258,38 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
     let db = support::Postgres::start();
     let pool = postgres::connect(&db.url()).await.unwrap();
     assert_eq!(postgres::migrate(&pool).await.unwrap(), 1);
-    assert_eq!(postgres::migrate(&pool).await.unwrap(), 1, "running it again changes nothing");
+    assert_eq!(
+        postgres::migrate(&pool).await.unwrap(),
+        1,
+        "running it again changes nothing"
+    );
     let inbox = PostgresInbox::with_limits(pool, &db.url(), Duration::from_secs(30), 2).unwrap();
     inbox.append(delivery(&[r#"{"n":1}"#])).await.unwrap();
     let err = inbox
         .append(delivery(&[r#"{"n":2}"#, r#"{"n":3}"#]))
         .await
         .unwrap_err();
-    assert!(matches!(err, asana_webhooks::inbox::InboxError::Full { .. }), "{err}");
-    assert_eq!(inbox.stats().await.unwrap().waiting, 1, "none of the refused delivery");
+    assert!(
+        matches!(err, asana_webhooks::inbox::InboxError::Full { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        inbox.stats().await.unwrap().waiting,
+        1,
+        "none of the refused delivery"
+    );
     inbox
         .heartbeat(&TargetKey::from_path_and_query("/hooks/x"), Some("9"))
         .await
         .unwrap();
-    assert!(inbox.stats().await.unwrap().last_heartbeats.contains_key("9"));
+    assert!(
+        inbox
+            .stats()
+            .await
+            .unwrap()
+            .last_heartbeats
+            .contains_key("9")
+    );
     // A secret store on the same database works at once.
     let store = PostgresSecretStore::new(postgres::connect(&db.url()).await.unwrap());
     store
@@ -229,5 +300,14 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
         ))
         .await
         .unwrap();
-    assert_eq!(store.remove_gid("1").await.unwrap().unwrap().secret.expose(), "s");
+    assert_eq!(
+        store
+            .remove_gid("1")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret
+            .expose(),
+        "s"
+    );
 }

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::inbox::{
-    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats, IncomingDelivery, StoredEvent,
-    dedupe_key,
+    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats,
+    IncomingDelivery, StoredEvent, dedupe_key,
 };
 use crate::secrets::TargetKey;
 
@@ -72,7 +72,12 @@ impl PostgresInbox {
 
     /// Like [`new`](Self::new), with the lease of handed-out events and the
     /// most events that may wait (beyond, the receiver answers 503).
-    pub fn with_limits(pool: Pool, url: &str, lease: Duration, max_events: i64) -> Result<Self, InboxError> {
+    pub fn with_limits(
+        pool: Pool,
+        url: &str,
+        lease: Duration,
+        max_events: i64,
+    ) -> Result<Self, InboxError> {
         let config: tokio_postgres::Config = url.parse().map_err(storage)?;
         let wake = Arc::new(Notify::new());
         tokio::spawn(listen(config, Arc::downgrade(&wake)));
@@ -136,10 +141,12 @@ async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
                 let relay = async {
                     while let Some(message) = messages.next().await {
                         match message {
-                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => match wake.upgrade() {
-                                Some(wake) => wake.notify_waiters(),
-                                None => return,
-                            },
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                match wake.upgrade() {
+                                    Some(wake) => wake.notify_waiters(),
+                                    None => return,
+                                }
+                            }
                             Ok(_) => {}
                             Err(e) => {
                                 tracing::warn!(error = %e, "inbox notification connection failed");
@@ -166,7 +173,10 @@ impl Acknowledge for PostgresInbox {
         Box::pin(async move {
             let client = self.inner.pool.get().await.map_err(storage)?;
             client
-                .execute("DELETE FROM asana_webhooks_inbox WHERE id = $1", &[&(id as i64)])
+                .execute(
+                    "DELETE FROM asana_webhooks_inbox WHERE id = $1",
+                    &[&(id as i64)],
+                )
                 .await
                 .map_err(storage)?;
             Ok(())
@@ -178,7 +188,10 @@ impl Acknowledge for PostgresInbox {
         tokio::spawn(async move {
             if let Ok(client) = inbox.inner.pool.get().await {
                 let _ = client
-                    .execute("UPDATE asana_webhooks_inbox SET leased_until = NULL WHERE id = $1", &[&(id as i64)])
+                    .execute(
+                        "UPDATE asana_webhooks_inbox SET leased_until = NULL WHERE id = $1",
+                        &[&(id as i64)],
+                    )
                     .await;
                 let _ = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await;
             }
@@ -220,7 +233,11 @@ impl Inbox for PostgresInbox {
             }
             tx.execute(
                 "INSERT INTO asana_webhooks_inbox (target, webhook_gid, event) VALUES ($1, $2, $3)",
-                &[&delivery.target.as_str(), &delivery.webhook_gid, &event.get()],
+                &[
+                    &delivery.target.as_str(),
+                    &delivery.webhook_gid,
+                    &event.get(),
+                ],
             )
             .await
             .map_err(storage)?;
@@ -236,19 +253,28 @@ impl Inbox for PostgresInbox {
             .map_err(storage)?;
         }
         if appended.added > 0 {
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}")).await.map_err(storage)?;
+            tx.batch_execute(&format!("NOTIFY {CHANNEL}"))
+                .await
+                .map_err(storage)?;
         }
         // Forget keys past Asana's retry horizon now and then.
         if self.inner.appends.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
-            tx.execute("DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'", &[])
-                .await
-                .map_err(storage)?;
+            tx.execute(
+                "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
+                &[],
+            )
+            .await
+            .map_err(storage)?;
         }
         tx.commit().await.map_err(storage)?;
         Ok(appended)
     }
 
-    async fn heartbeat(&self, _target: &TargetKey, webhook_gid: Option<&str>) -> Result<(), InboxError> {
+    async fn heartbeat(
+        &self,
+        _target: &TargetKey,
+        webhook_gid: Option<&str>,
+    ) -> Result<(), InboxError> {
         let client = self.inner.pool.get().await.map_err(storage)?;
         client
             .execute(
@@ -272,7 +298,9 @@ impl Inbox for PostgresInbox {
             match self.claim().await {
                 Ok(Some(item)) => return Some(item),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "could not claim an inbox event; trying again"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not claim an inbox event; trying again")
+                }
             }
             let _ = tokio::time::timeout(POLL, notified).await;
         }
@@ -308,10 +336,15 @@ impl Inbox for PostgresInbox {
             .await
             .map_err(storage)?
         {
-            stats.per_webhook.insert(row.get(0), row.get::<_, i64>(1) as usize);
+            stats
+                .per_webhook
+                .insert(row.get(0), row.get::<_, i64>(1) as usize);
         }
         stats.duplicates_dropped = client
-            .query_opt("SELECT value FROM asana_webhooks_counters WHERE name = 'duplicates'", &[])
+            .query_opt(
+                "SELECT value FROM asana_webhooks_counters WHERE name = 'duplicates'",
+                &[],
+            )
             .await
             .map_err(storage)?
             .map_or(0, |r| r.get::<_, i64>(0) as u64);

@@ -104,7 +104,9 @@ pub enum PostgresError {
 
 /// A connection pool for `url` (`postgres://user:password@host:port/db`).
 pub async fn connect(url: &str) -> Result<Pool, PostgresError> {
-    let config: tokio_postgres::Config = url.parse().map_err(|e| PostgresError::Url(format!("{e}")))?;
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| PostgresError::Url(format!("{e}")))?;
     let manager = deadpool_postgres::Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -137,16 +139,22 @@ pub async fn migrate(pool: &Pool) -> Result<u32, PostgresError> {
         .await
         .map_err(|e| db(&e))?;
     let current: i32 = tx
-        .query_one("SELECT coalesce(max(version), 0) FROM asana_webhooks_schema", &[])
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM asana_webhooks_schema",
+            &[],
+        )
         .await
         .map_err(|e| db(&e))?
         .get(0);
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.batch_execute(migration).await.map_err(|e| db(&e))?;
         let version = index as i32 + 1;
-        tx.execute("INSERT INTO asana_webhooks_schema (version) VALUES ($1)", &[&version])
-            .await
-            .map_err(|e| db(&e))?;
+        tx.execute(
+            "INSERT INTO asana_webhooks_schema (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(|e| db(&e))?;
     }
     tx.commit().await.map_err(|e| db(&e))?;
     Ok(MIGRATIONS.len() as u32)

@@ -5,7 +5,9 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use crate::secret::HookSecret;
-use crate::secrets::{HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey};
+use crate::secrets::{
+    HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey,
+};
 
 /// Secrets and registrations in PostgreSQL, shared by every receiver
 /// instance: a handshake may reach any instance, whichever sent the create.
@@ -17,7 +19,8 @@ pub struct PostgresSecretStore {
 
 impl std::fmt::Debug for PostgresSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresSecretStore").finish_non_exhaustive()
+        f.debug_struct("PostgresSecretStore")
+            .finish_non_exhaustive()
     }
 }
 
@@ -52,7 +55,10 @@ fn record(row: &tokio_postgres::Row) -> StoredSecret {
     }
 }
 
-async fn save_in(tx: &deadpool_postgres::Transaction<'_>, record: &StoredSecret) -> Result<(), StoreError> {
+async fn save_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    record: &StoredSecret,
+) -> Result<(), StoreError> {
     tx.execute(
         "DELETE FROM asana_webhooks_secrets WHERE (webhook_gid IS NOT NULL AND webhook_gid = $1) OR (target = $2 AND secret = $3)",
         &[&record.webhook_gid, &record.target.as_str(), &record.secret.expose()],
@@ -69,7 +75,11 @@ async fn save_in(tx: &deadpool_postgres::Transaction<'_>, record: &StoredSecret)
 }
 
 impl SecretStore for PostgresSecretStore {
-    async fn open_registration(&self, target: &TargetKey, ttl: Duration) -> Result<RegistrationId, StoreError> {
+    async fn open_registration(
+        &self,
+        target: &TargetKey,
+        ttl: Duration,
+    ) -> Result<RegistrationId, StoreError> {
         let id = RegistrationId::random();
         let client = self.client().await?;
         client
@@ -82,12 +92,19 @@ impl SecretStore for PostgresSecretStore {
         Ok(id)
     }
 
-    async fn accept_handshake(&self, target: &TargetKey, secret: &HookSecret) -> Result<HandshakeVerdict, StoreError> {
+    async fn accept_handshake(
+        &self,
+        target: &TargetKey,
+        secret: &HookSecret,
+    ) -> Result<HandshakeVerdict, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         tx.batch_execute(EXPIRE).await.map_err(backend)?;
         let registrations: i64 = tx
-            .query_one("SELECT count(*) FROM asana_webhooks_registrations WHERE target = $1", &[&target.as_str()])
+            .query_one(
+                "SELECT count(*) FROM asana_webhooks_registrations WHERE target = $1",
+                &[&target.as_str()],
+            )
             .await
             .map_err(backend)?
             .get(0);
@@ -102,12 +119,17 @@ impl SecretStore for PostgresSecretStore {
         .await
         .map_err(backend)?;
         let pending: i64 = tx
-            .query_one("SELECT count(*) FROM asana_webhooks_pending WHERE target = $1", &[&target.as_str()])
+            .query_one(
+                "SELECT count(*) FROM asana_webhooks_pending WHERE target = $1",
+                &[&target.as_str()],
+            )
             .await
             .map_err(backend)?
             .get(0);
         tx.commit().await.map_err(backend)?;
-        Ok(HandshakeVerdict::Accepted { suspicious: pending > registrations })
+        Ok(HandshakeVerdict::Accepted {
+            suspicious: pending > registrations,
+        })
     }
 
     async fn pending_secrets(&self, target: &TargetKey) -> Result<Vec<HookSecret>, StoreError> {
@@ -120,10 +142,17 @@ impl SecretStore for PostgresSecretStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows.iter().map(|r| HookSecret::new(r.get::<_, String>(0))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| HookSecret::new(r.get::<_, String>(0)))
+            .collect())
     }
 
-    async fn confirm(&self, _registration: &RegistrationId, record: StoredSecret) -> Result<bool, StoreError> {
+    async fn confirm(
+        &self,
+        _registration: &RegistrationId,
+        record: StoredSecret,
+    ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let taken = tx
@@ -143,7 +172,10 @@ impl SecretStore for PostgresSecretStore {
         Ok(true)
     }
 
-    async fn close_registration(&self, registration: &RegistrationId) -> Result<Vec<HookSecret>, StoreError> {
+    async fn close_registration(
+        &self,
+        registration: &RegistrationId,
+    ) -> Result<Vec<HookSecret>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         let Some(closed) = tx

@@ -67,7 +67,10 @@ impl Postgres {
     /// Creates and starts a new cluster.
     pub fn start() -> Self {
         let bin = server_bin();
-        let dir = tempfile::Builder::new().prefix("asana-webhooks-pg").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("asana-webhooks-pg")
+            .tempdir()
+            .unwrap();
         if is_root() {
             run(
                 {
@@ -82,7 +85,15 @@ impl Postgres {
         run(
             {
                 let mut c = command(&bin.join("initdb"));
-                c.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"]);
+                c.arg("-D").arg(&data).args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]);
                 c
             },
             "initdb",

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use asana_webhooks::inbox::{DEFAULT_MAX_BYTES, FileInbox, Inbox};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
-use asana_webhooks::secrets::SecretStore;
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
 use asana_webhooks::secrets::FileSecretStore;
+use asana_webhooks::secrets::SecretStore;
 use asana_webhooks::types::{WebhookListOptField, WebhookOptField};
 use asana_webhooks::{Client, Error, HandshakeExt, RetryPolicy};
 use clap::Parser;
@@ -271,7 +271,9 @@ async fn serve_and_print<S: SecretStore, I: Inbox>(
             }
             let ensured = create.ensure().await?;
             let gid = ensured.webhook.gid.unwrap_or_default();
-            print::json_line(&serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}));
+            print::json_line(
+                &serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}),
+            );
             tracing::info!(%gid, %resource, "webhook ready");
         }
     }
