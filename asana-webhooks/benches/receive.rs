@@ -152,6 +152,18 @@ async fn load_timed(
     count: usize,
     connections: usize,
 ) -> Measured {
+    load_spread(&[url], body, header, count, connections).await
+}
+
+/// Like [`load_timed`], the connections spread over several receivers
+/// (connection `i` to `urls[i % urls.len()]`), as a load balancer would.
+async fn load_spread(
+    urls: &[&str],
+    body: &(dyn Fn(usize) -> Vec<u8> + Sync),
+    header: &str,
+    count: usize,
+    connections: usize,
+) -> Measured {
     let client = reqwest::Client::builder()
         .http1_only()
         .pool_max_idle_per_host(connections)
@@ -178,8 +190,9 @@ async fn load_timed(
     let start = Instant::now();
     let tasks: Vec<_> = prepared
         .into_iter()
-        .map(|requests| {
-            let (client, url) = (client.clone(), url.to_string());
+        .enumerate()
+        .map(|(task, requests)| {
+            let (client, url) = (client.clone(), urls[task % urls.len()].to_string());
             tokio::spawn(async move {
                 let mut times = Vec::with_capacity(requests.len());
                 for (body, signature) in requests {
@@ -396,8 +409,102 @@ fn main() {
         .unwrap();
     let served = runtime.block_on(receiver_throughput());
     let durable = runtime.block_on(durable_throughput());
+    #[cfg(feature = "postgres")]
+    runtime.block_on(postgres_throughput());
     println!(
         "\nsummary: verify+decode/HMAC 1 KiB {small:.2}, 256 KiB {large:.2}; receiver/bare axum {served:.2}; durable/in-memory {durable:.2}; took {:.0?}",
         started.elapsed()
+    );
+}
+
+#[cfg(feature = "postgres")]
+#[path = "../tests/support/postgres.rs"]
+mod support;
+
+/// The PostgreSQL inbox with one and with two receiver instances (each its
+/// own pool and server, in this process), beside the embedded inbox, in
+/// one run. Run with `--features postgres`; needs PostgreSQL's server
+/// binaries (the distribution's `postgresql` package).
+#[cfg(feature = "postgres")]
+async fn postgres_throughput() {
+    use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
+    let db = support::Postgres::start();
+    let url = db.url();
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let pool = postgres::connect(&url).await.unwrap();
+        postgres::migrate(&pool).await.unwrap();
+        let store = PostgresSecretStore::new(pool.clone());
+        if instances.is_empty() {
+            store
+                .save(StoredSecret::new(
+                    TargetKey::from_path_and_query("/hooks"),
+                    "0",
+                    HookSecret::new(SECRET),
+                ))
+                .await
+                .unwrap();
+        }
+        let inbox = PostgresInbox::new(pool, &url).unwrap();
+        spawn_consumer(inbox.clone());
+        instances.push(serve(Receiver::builder(store).build_with_inbox(inbox).router()).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = MemorySecretStore::new();
+    store
+        .save(StoredSecret::new(
+            TargetKey::from_path_and_query("/hooks"),
+            "0",
+            HookSecret::new(SECRET),
+        ))
+        .await
+        .unwrap();
+    let file_inbox = FileInbox::open(dir.path().join("bench.redb"))
+        .await
+        .unwrap();
+    spawn_consumer(file_inbox.clone());
+    let embedded = serve(
+        Receiver::builder(store)
+            .build_with_inbox(file_inbox)
+            .router(),
+    )
+    .await;
+
+    let (count, connections) = (4_000, 32);
+    let one = [format!("{}/hooks", instances[0])];
+    let two = [
+        format!("{}/hooks", instances[0]),
+        format!("{}/hooks", instances[1]),
+    ];
+    let file = [format!("{embedded}/hooks")];
+    let mut results = Vec::new();
+    for (round, (name, urls)) in [
+        ("embedded FileInbox", &file[..]),
+        ("PostgreSQL, 1 instance", &one[..]),
+        ("PostgreSQL, 2 instances", &two[..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let offset = 1_000_000 + round * count;
+        let m = load_spread(
+            &urls,
+            &|n| distinct_delivery(offset + n),
+            "",
+            count,
+            connections,
+        )
+        .await;
+        println!(
+            "{name:<24} {:8.0} deliveries/s, p50 {:.2?}, p99 {:.2?}",
+            m.per_second, m.p50, m.p99
+        );
+        results.push(m.per_second);
+    }
+    println!(
+        "PostgreSQL/embedded: 1 instance {:.2}, 2 instances {:.2}",
+        results[1] / results[0],
+        results[2] / results[0]
     );
 }

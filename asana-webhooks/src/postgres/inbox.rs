@@ -258,7 +258,12 @@ impl Inbox for PostgresInbox {
                 .map_err(storage)?;
         }
         // Forget keys past Asana's retry horizon now and then.
-        if self.inner.appends.fetch_add(1, Ordering::Relaxed) % 1000 == 0 {
+        if self
+            .inner
+            .appends
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1000)
+        {
             tx.execute(
                 "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
                 &[],
