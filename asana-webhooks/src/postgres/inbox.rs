@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -44,9 +44,17 @@ struct Inner {
     lease: Duration,
     max_events: i64,
     wake: Arc<Notify>,
+    /// Asks the notifier task to NOTIFY the other instances.
+    kick: Arc<Notify>,
     closed: AtomicBool,
     appends: AtomicU64,
+    /// The number of stored events as last counted, and when (ms).
+    counted: AtomicI64,
+    counted_at: AtomicU64,
 }
+
+/// How long a count of stored events is trusted for the size limit.
+const COUNT_TTL_MS: u64 = 200;
 
 impl std::fmt::Debug for PostgresInbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,22 +88,50 @@ impl PostgresInbox {
     ) -> Result<Self, InboxError> {
         let config: tokio_postgres::Config = url.parse().map_err(storage)?;
         let wake = Arc::new(Notify::new());
+        let kick = Arc::new(Notify::new());
         tokio::spawn(listen(config, Arc::downgrade(&wake)));
+        tokio::spawn(notify_others(pool.clone(), Arc::downgrade(&kick)));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 lease,
                 max_events,
                 wake,
+                kick,
                 closed: AtomicBool::new(false),
                 appends: AtomicU64::new(0),
+                counted: AtomicI64::new(0),
+                counted_at: AtomicU64::new(0),
             }),
         })
     }
 
+    /// The number of stored events, counted at most every 200 ms: the size
+    /// limit is approximate by what arrives in that time.
+    async fn stored_count(&self, client: &deadpool_postgres::Object) -> Result<i64, InboxError> {
+        let now = crate::inbox::now_ms();
+        if now.saturating_sub(self.inner.counted_at.load(Ordering::Relaxed)) < COUNT_TTL_MS {
+            return Ok(self.inner.counted.load(Ordering::Relaxed));
+        }
+        let count: i64 = client
+            .query_one("SELECT count(*) FROM asana_webhooks_inbox", &[])
+            .await
+            .map_err(storage)?
+            .get(0);
+        self.inner.counted.store(count, Ordering::Relaxed);
+        self.inner.counted_at.store(now, Ordering::Relaxed);
+        Ok(count)
+    }
+
     async fn claim(&self) -> Result<Option<InboxItem>, InboxError> {
-        let client = self.inner.pool.get().await.map_err(storage)?;
-        let row = client
+        let mut client = self.inner.pool.get().await.map_err(storage)?;
+        // A lease lost in a crash only means the event is handed out again,
+        // so this commit need not wait for the disk.
+        let tx = client.transaction().await.map_err(storage)?;
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await
+            .map_err(storage)?;
+        let row = tx
             .query_opt(
                 "UPDATE asana_webhooks_inbox SET leased_until = now() + make_interval(secs => $1), attempts = attempts + 1
                  WHERE id = (SELECT id FROM asana_webhooks_inbox
@@ -106,6 +142,7 @@ impl PostgresInbox {
             )
             .await
             .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
         let Some(row) = row else { return Ok(None) };
         let event: String = row.get(4);
         let stored = StoredEvent {
@@ -120,6 +157,28 @@ impl PostgresInbox {
             row.get::<_, i32>(5) as u32,
             Arc::new(self.clone()),
         )))
+    }
+}
+
+/// Sends one NOTIFY for every burst of appends, outside their transactions:
+/// a NOTIFY inside each would serialise their commits.
+async fn notify_others(pool: Pool, kick: std::sync::Weak<Notify>) {
+    loop {
+        let Some(kicked) = kick.upgrade() else { return };
+        // Wake up at least once a second to notice that the inbox is gone.
+        let woke = tokio::time::timeout(Duration::from_secs(1), kicked.notified())
+            .await
+            .is_ok();
+        drop(kicked);
+        if !woke {
+            continue;
+        }
+        if let Ok(client) = pool.get().await
+            && let Err(e) = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await
+        {
+            tracing::debug!(error = %e, "could not notify other instances");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -171,15 +230,20 @@ async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
 impl Acknowledge for PostgresInbox {
     fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>> {
         Box::pin(async move {
-            let client = self.inner.pool.get().await.map_err(storage)?;
-            client
-                .execute(
-                    "DELETE FROM asana_webhooks_inbox WHERE id = $1",
-                    &[&(id as i64)],
-                )
+            let mut client = self.inner.pool.get().await.map_err(storage)?;
+            // An acknowledgement lost in a crash only means the event is
+            // handed out again (at least once), so it need not wait for the disk.
+            let tx = client.transaction().await.map_err(storage)?;
+            tx.batch_execute("SET LOCAL synchronous_commit TO off")
                 .await
                 .map_err(storage)?;
-            Ok(())
+            tx.execute(
+                "DELETE FROM asana_webhooks_inbox WHERE id = $1",
+                &[&(id as i64)],
+            )
+            .await
+            .map_err(storage)?;
+            tx.commit().await.map_err(storage)
         })
     }
 
@@ -205,12 +269,8 @@ impl Inbox for PostgresInbox {
             return Err(InboxError::Closed);
         }
         let mut client = self.inner.pool.get().await.map_err(storage)?;
+        let waiting = self.stored_count(&client).await?;
         let tx = client.transaction().await.map_err(storage)?;
-        let waiting: i64 = tx
-            .query_one("SELECT count(*) FROM asana_webhooks_inbox", &[])
-            .await
-            .map_err(storage)?
-            .get(0);
         if waiting + delivery.events.len() as i64 > self.inner.max_events {
             return Err(InboxError::Full {
                 waiting_bytes: waiting as u64,
@@ -252,11 +312,6 @@ impl Inbox for PostgresInbox {
             .await
             .map_err(storage)?;
         }
-        if appended.added > 0 {
-            tx.batch_execute(&format!("NOTIFY {CHANNEL}"))
-                .await
-                .map_err(storage)?;
-        }
         // Forget keys past Asana's retry horizon now and then.
         if self
             .inner
@@ -272,6 +327,13 @@ impl Inbox for PostgresInbox {
             .map_err(storage)?;
         }
         tx.commit().await.map_err(storage)?;
+        if appended.added > 0 {
+            self.inner
+                .counted
+                .fetch_add(appended.added as i64, Ordering::Relaxed);
+            self.inner.wake.notify_waiters();
+            self.inner.kick.notify_one();
+        }
         Ok(appended)
     }
 
