@@ -15,7 +15,11 @@
 //!    Asana never sends it again.
 //! 2. **Receive** deliveries: each is a POST of `{"events": [...]}` signed
 //!    with `X-Hook-Signature`, the hex HMAC-SHA256 of the raw body keyed
-//!    with the secret. Verify before parsing, answer within 10 seconds.
+//!    with the secret. Verify before parsing, answer within 10 seconds, and
+//!    answer 200 only once the events are stored: Asana never sends an
+//!    acknowledged delivery again. The [`receiver`] commits each verified
+//!    delivery to an [`inbox`] first; your code takes events from the inbox
+//!    and acknowledges each once handled (at least once).
 //! 3. **Manage** webhooks: list them page by page
 //!    ([`Client::get_webhooks`], with the next page's offset never hidden),
 //!    read one, replace its filters, delete it.
@@ -23,7 +27,8 @@
 //! ```no_run
 //! # #[cfg(feature = "receiver")]
 //! # mod example {
-//! use asana_webhooks::receiver::{Notification, Receiver};
+//! use asana_webhooks::inbox::{FileInbox, Inbox};
+//! use asana_webhooks::receiver::Receiver;
 //! use asana_webhooks::secrets::FileSecretStore;
 //! use asana_webhooks::types::{WebhookFilter, WebhookListOptField};
 //! use asana_webhooks::{Client, HandshakeExt};
@@ -34,14 +39,17 @@
 //! // The receiver must be serving before the create: Asana sends the
 //! // handshake while createWebhook is in flight.
 //! let store = FileSecretStore::open("secrets.json").await?;
-//! let (receiver, mut notifications) = Receiver::new(store.clone());
+//! let inbox = FileInbox::open("inbox.redb").await?;
+//! let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 //! tokio::spawn(receiver.serve(listener, std::future::pending()));
 //!
-//! // 1. Create: the handshake is accepted for this target only while this
-//! //    call runs, and its secret is checked against the 201 answer, then stored.
+//! // 1. Create: a handshake is accepted for this target only while this
+//! //    call runs, and its secret is trusted only once it equals the one in
+//! //    the 201 answer; then it is stored.
 //! let created = client
 //!     .create_webhook_with_handshake(&store, "1204519866405712", "https://hooks.example.com/asana")
+//!     .workspace("1331")
 //!     .filter(WebhookFilter::new("task", "changed").with_fields(["due_on"]))
 //!     .send()
 //!     .await?;
@@ -57,17 +65,14 @@
 //! println!("{} webhooks, more after {:?}", page.items.len(), page.next_offset());
 //! client.update_webhook(&gid).clear_filters().send().await?;
 //!
-//! // 2. Receive: verified deliveries, acknowledged before your code runs.
-//! while let Some(notification) = notifications.recv().await {
-//!     match notification {
-//!         Notification::Events { events, .. } => {
-//!             for event in events {
-//!                 println!("{} {} {}", event.action, event.resource.resource_type, event.resource.gid);
-//!             }
-//!         }
-//!         Notification::Heartbeat { .. } => {}
-//!         _ => {}
+//! // 2. Receive: each verified delivery was committed to the inbox before
+//! //    Asana got its 200; acknowledge each event once handled.
+//! while let Some(item) = inbox.next().await {
+//!     match item.event() {
+//!         Ok(event) => println!("{} {} {}", event.action, event.resource.resource_type, event.resource.gid),
+//!         Err(drifted) => eprintln!("kept as sent: {}", drifted.raw),
 //!     }
+//!     item.ack().await?;
 //! }
 //! client.delete_webhook(&gid).send().await?;
 //! # Ok(())
@@ -89,9 +94,11 @@
 //!
 //! # Features
 //!
-//! - `receiver` (default): the axum `receiver` module and `HandshakeExt`
-//!   (create through the handshake). Without it the crate is the API
-//!   client alone, with no web server dependencies.
+//! - `receiver` (default): the axum `receiver` module, the `inbox` module
+//!   and `HandshakeExt` (create through the handshake). Without it the
+//!   crate is the API client alone, with no web server dependencies.
+//! - `postgres`: PostgreSQL secret store and inbox (`postgres` module) for
+//!   several receiver instances sharing one database.
 //! - `sandbox`: a local Asana-compatible server (`sandbox` module).
 //! - `cli`: the `asana-webhooks` command line.
 //!
@@ -107,6 +114,7 @@
 //! `openapi/webhooks.yaml`; [`generated`] the raw progenitor client, which
 //! runs through the same authentication and wire hooks.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod error;
@@ -115,14 +123,18 @@ mod filter;
 #[cfg(feature = "receiver")]
 mod handshake;
 #[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod inbox;
 mod pagination;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod receiver;
 mod retry;
 #[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub mod sandbox;
 mod secret;
 pub mod secrets;
@@ -140,6 +152,7 @@ pub use error::{ApiError, AsanaError, Error};
 pub use event::{Delivery, Event, EventAction};
 pub use generated::types;
 #[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub use handshake::{
     CreateWithHandshake, DEFAULT_HANDSHAKE_TIMEOUT, EnsuredWebhook, HandshakeError, HandshakeExt,
 };
