@@ -41,6 +41,9 @@ pub struct PostgresInbox {
 
 struct Inner {
     pool: Pool,
+    /// Connections whose commits do not wait for the disk: for leases and
+    /// acknowledgements, which a crash may only undo into a redelivery.
+    relaxed: Pool,
     lease: Duration,
     max_events: i64,
     wake: Arc<Notify>,
@@ -87,6 +90,19 @@ impl PostgresInbox {
         max_events: i64,
     ) -> Result<Self, InboxError> {
         let config: tokio_postgres::Config = url.parse().map_err(storage)?;
+        let mut relaxed_config = config.clone();
+        relaxed_config.options("-c synchronous_commit=off");
+        let relaxed = Pool::builder(deadpool_postgres::Manager::from_config(
+            relaxed_config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(8)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(storage)?;
         let wake = Arc::new(Notify::new());
         let kick = Arc::new(Notify::new());
         tokio::spawn(listen(config, Arc::downgrade(&wake)));
@@ -94,6 +110,7 @@ impl PostgresInbox {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                relaxed,
                 lease,
                 max_events,
                 wake,
@@ -124,14 +141,8 @@ impl PostgresInbox {
     }
 
     async fn claim(&self) -> Result<Option<InboxItem>, InboxError> {
-        let mut client = self.inner.pool.get().await.map_err(storage)?;
-        // A lease lost in a crash only means the event is handed out again,
-        // so this commit need not wait for the disk.
-        let tx = client.transaction().await.map_err(storage)?;
-        tx.batch_execute("SET LOCAL synchronous_commit TO off")
-            .await
-            .map_err(storage)?;
-        let row = tx
+        let client = self.inner.relaxed.get().await.map_err(storage)?;
+        let row = client
             .query_opt(
                 "UPDATE asana_webhooks_inbox SET leased_until = now() + make_interval(secs => $1), attempts = attempts + 1
                  WHERE id = (SELECT id FROM asana_webhooks_inbox
@@ -142,7 +153,6 @@ impl PostgresInbox {
             )
             .await
             .map_err(storage)?;
-        tx.commit().await.map_err(storage)?;
         let Some(row) = row else { return Ok(None) };
         let event: String = row.get(4);
         let stored = StoredEvent {
@@ -230,27 +240,22 @@ async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
 impl Acknowledge for PostgresInbox {
     fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>> {
         Box::pin(async move {
-            let mut client = self.inner.pool.get().await.map_err(storage)?;
-            // An acknowledgement lost in a crash only means the event is
-            // handed out again (at least once), so it need not wait for the disk.
-            let tx = client.transaction().await.map_err(storage)?;
-            tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            let client = self.inner.relaxed.get().await.map_err(storage)?;
+            client
+                .execute(
+                    "DELETE FROM asana_webhooks_inbox WHERE id = $1",
+                    &[&(id as i64)],
+                )
                 .await
                 .map_err(storage)?;
-            tx.execute(
-                "DELETE FROM asana_webhooks_inbox WHERE id = $1",
-                &[&(id as i64)],
-            )
-            .await
-            .map_err(storage)?;
-            tx.commit().await.map_err(storage)
+            Ok(())
         })
     }
 
     fn release(&self, id: u64) {
         let inbox = self.clone();
         tokio::spawn(async move {
-            if let Ok(client) = inbox.inner.pool.get().await {
+            if let Ok(client) = inbox.inner.relaxed.get().await {
                 let _ = client
                     .execute(
                         "UPDATE asana_webhooks_inbox SET leased_until = NULL WHERE id = $1",
@@ -268,9 +273,8 @@ impl Inbox for PostgresInbox {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);
         }
-        let mut client = self.inner.pool.get().await.map_err(storage)?;
+        let client = self.inner.pool.get().await.map_err(storage)?;
         let waiting = self.stored_count(&client).await?;
-        let tx = client.transaction().await.map_err(storage)?;
         if waiting + delivery.events.len() as i64 > self.inner.max_events {
             return Err(InboxError::Full {
                 waiting_bytes: waiting as u64,
@@ -278,39 +282,48 @@ impl Inbox for PostgresInbox {
             });
         }
         let mut appended = Appended::default();
+        let (mut keys, mut events) = (Vec::new(), Vec::new());
         for event in &delivery.events {
             let key = dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), event);
-            let new = tx
-                .execute(
-                    "INSERT INTO asana_webhooks_seen (key) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&key.as_slice()],
-                )
-                .await
-                .map_err(storage)?;
-            if new == 0 {
+            if keys.contains(&key) {
                 appended.duplicates += 1;
                 continue;
             }
-            tx.execute(
-                "INSERT INTO asana_webhooks_inbox (target, webhook_gid, event) VALUES ($1, $2, $3)",
-                &[
-                    &delivery.target.as_str(),
-                    &delivery.webhook_gid,
-                    &event.get(),
-                ],
-            )
-            .await
-            .map_err(storage)?;
-            appended.added += 1;
+            keys.push(key);
+            events.push(event.get());
         }
-        if appended.duplicates > 0 {
-            tx.execute(
-                "INSERT INTO asana_webhooks_counters (name, value) VALUES ('duplicates', $1)
-                 ON CONFLICT (name) DO UPDATE SET value = asana_webhooks_counters.value + $1",
-                &[&(appended.duplicates as i64)],
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        // One statement, so one round trip and one atomic commit: the keys
+        // not seen before are recorded and their events stored, in order.
+        let added: i64 = client
+            .query_one(
+                "WITH incoming AS (
+                     SELECT key, event, n FROM unnest($1::bytea[], $2::text[]) WITH ORDINALITY AS t(key, event, n)),
+                 fresh AS (
+                     INSERT INTO asana_webhooks_seen (key) SELECT key FROM incoming
+                     ON CONFLICT DO NOTHING RETURNING key),
+                 added AS (
+                     INSERT INTO asana_webhooks_inbox (target, webhook_gid, event)
+                     SELECT $3, $4, i.event FROM incoming i JOIN fresh f ON f.key = i.key ORDER BY i.n
+                     RETURNING 1)
+                 SELECT count(*) FROM added",
+                &[&keys, &events, &delivery.target.as_str(), &delivery.webhook_gid],
             )
             .await
-            .map_err(storage)?;
+            .map_err(storage)?
+            .get(0);
+        appended.added = added as usize;
+        appended.duplicates += events.len() - appended.added;
+        if appended.duplicates > 0 {
+            // Statistics only: outside the commit that matters.
+            client
+                .execute(
+                    "INSERT INTO asana_webhooks_counters (name, value) VALUES ('duplicates', $1)
+                     ON CONFLICT (name) DO UPDATE SET value = asana_webhooks_counters.value + $1",
+                    &[&(appended.duplicates as i64)],
+                )
+                .await
+                .map_err(storage)?;
         }
         // Forget keys past Asana's retry horizon now and then.
         if self
@@ -319,14 +332,14 @@ impl Inbox for PostgresInbox {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(1000)
         {
-            tx.execute(
-                "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
-                &[],
-            )
-            .await
-            .map_err(storage)?;
+            client
+                .execute(
+                    "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
+                    &[],
+                )
+                .await
+                .map_err(storage)?;
         }
-        tx.commit().await.map_err(storage)?;
         if appended.added > 0 {
             self.inner
                 .counted
