@@ -6,11 +6,7 @@ use std::time::Duration;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::local::{Batch, Journal, Loaded, Local};
-use super::{
-    Appended, DEFAULT_LEASE, DEFAULT_MAX_BYTES, Inbox, InboxError, InboxItem, InboxStats,
-    IncomingDelivery, StoredEvent,
-};
-use crate::secrets::TargetKey;
+use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError, StoredEvent};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const SEEN: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("seen");
@@ -88,31 +84,7 @@ impl FileInbox {
     }
 }
 
-impl Inbox for FileInbox {
-    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
-        self.local.append(delivery).await
-    }
-
-    async fn heartbeat(
-        &self,
-        target: &TargetKey,
-        webhook_gid: Option<&str>,
-    ) -> Result<(), InboxError> {
-        self.local.heartbeat(target, webhook_gid).await
-    }
-
-    async fn next(&self) -> Option<InboxItem> {
-        self.local.next().await
-    }
-
-    async fn stats(&self) -> Result<InboxStats, InboxError> {
-        Ok(self.local.stats())
-    }
-
-    fn close(&self) {
-        self.local.close();
-    }
-}
+super::local::inbox_over_local!(FileInbox);
 
 struct RedbJournal {
     db: Database,
@@ -236,7 +208,9 @@ impl Journal for RedbJournal {
 #[cfg(test)]
 mod tests {
     use super::super::local::tests::delivery;
+    use super::super::{Appended, Inbox, InboxItem};
     use super::*;
+    use crate::secrets::TargetKey;
 
     const A: &str = r#"{"action":"added","resource":{"gid":"1","resource_type":"task"},"created_at":"2026-01-01T00:00:00Z"}"#;
     const B: &str = r#"{"action":"removed","resource":{"gid":"2","resource_type":"task"},"created_at":"2026-01-01T00:00:01Z"}"#;

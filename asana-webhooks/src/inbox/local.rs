@@ -315,6 +315,41 @@ impl Acknowledge for Local {
     }
 }
 
+/// Implements [`super::Inbox`] for a type whose `local` field is a [`Local`].
+macro_rules! inbox_over_local {
+    ($inbox:ty) => {
+        impl $crate::inbox::Inbox for $inbox {
+            async fn append(
+                &self,
+                delivery: $crate::inbox::IncomingDelivery,
+            ) -> Result<$crate::inbox::Appended, $crate::inbox::InboxError> {
+                self.local.append(delivery).await
+            }
+
+            async fn heartbeat(
+                &self,
+                target: &$crate::secrets::TargetKey,
+                webhook_gid: Option<&str>,
+            ) -> Result<(), $crate::inbox::InboxError> {
+                self.local.heartbeat(target, webhook_gid).await
+            }
+
+            async fn next(&self) -> Option<$crate::inbox::InboxItem> {
+                self.local.next().await
+            }
+
+            async fn stats(&self) -> Result<$crate::inbox::InboxStats, $crate::inbox::InboxError> {
+                Ok(self.local.stats())
+            }
+
+            fn close(&self) {
+                self.local.close();
+            }
+        }
+    };
+}
+pub(crate) use inbox_over_local;
+
 /// The one thread that changes the journal.
 struct Writer {
     journal: Box<dyn Journal>,

@@ -3,11 +3,7 @@
 use std::time::Duration;
 
 use super::local::{Batch, Journal, Loaded, Local};
-use super::{
-    Appended, DEFAULT_LEASE, DEFAULT_MAX_BYTES, Inbox, InboxError, InboxItem, InboxStats,
-    IncomingDelivery,
-};
-use crate::secrets::TargetKey;
+use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError};
 
 /// An [`Inbox`] in memory. **Not durable**: whatever it holds when the
 /// process stops is lost, and Asana never delivers it again. For tests,
@@ -58,28 +54,4 @@ impl MemoryInbox {
     }
 }
 
-impl Inbox for MemoryInbox {
-    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
-        self.local.append(delivery).await
-    }
-
-    async fn heartbeat(
-        &self,
-        target: &TargetKey,
-        webhook_gid: Option<&str>,
-    ) -> Result<(), InboxError> {
-        self.local.heartbeat(target, webhook_gid).await
-    }
-
-    async fn next(&self) -> Option<InboxItem> {
-        self.local.next().await
-    }
-
-    async fn stats(&self) -> Result<InboxStats, InboxError> {
-        Ok(self.local.stats())
-    }
-
-    fn close(&self) {
-        self.local.close();
-    }
-}
+super::local::inbox_over_local!(MemoryInbox);

@@ -180,6 +180,7 @@ impl std::fmt::Debug for InboxItem {
 }
 
 impl InboxItem {
+    #[cfg(feature = "postgres")]
     pub(crate) fn new(stored: Arc<StoredEvent>, attempt: u32, acker: Arc<dyn Acknowledge>) -> Self {
         Self {
             stored,
