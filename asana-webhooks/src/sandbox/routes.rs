@@ -121,15 +121,26 @@ async fn no_route() -> Response {
     failure(Failure::new(404, "No matching route for request"))
 }
 
-/// The `data` object of a request body, refusing anything else the way
-/// Asana does.
+/// The `data` object of a create, refusing anything else the way Asana
+/// does (a missing or doubled envelope reads as a missing `resource`).
 fn data(body: &Bytes) -> Result<Value, Failure> {
+    data_object(body, "You should specify one of resource")
+}
+
+/// The `data` object of a request body, or a 400 saying `missing`.
+fn data_object(body: &Bytes, missing: &'static str) -> Result<Value, Failure> {
     let parsed: Value = serde_json::from_slice(body)
         .map_err(|_| Failure::new(400, "Could not parse request data, invalid JSON"))?;
     match parsed.get("data") {
         Some(data @ Value::Object(_)) => Ok(data.clone()),
-        _ => Err(Failure::new(400, "You should specify one of resource")),
+        _ => Err(Failure::new(400, missing)),
     }
+}
+
+/// The `data` object of an update; without one, the missing input is
+/// named rather than the create's `resource`.
+fn update_data(body: &Bytes) -> Result<Value, Failure> {
+    data_object(body, "data: Missing input")
 }
 
 async fn list(State(sandbox): State<Shared>, RawQuery(raw): RawQuery) -> Response {
@@ -237,10 +248,14 @@ async fn update(
     body: Bytes,
 ) -> Response {
     let query = Query::parse(raw);
-    let result = data(&body).and_then(|data| {
-        let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
-        sandbox.update(&gid, &data, &fields)
-    });
+    // The webhook first: an unknown gid is a 404 whatever the body says.
+    let result = sandbox
+        .get(&gid, &[])
+        .and_then(|_| update_data(&body))
+        .and_then(|data| {
+            let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
+            sandbox.update(&gid, &data, &fields)
+        });
     match result {
         Ok(webhook) => answer(StatusCode::OK, json!({ "data": webhook }), query.pretty()),
         Err(f) => failure(f),

@@ -89,6 +89,29 @@ pub(crate) struct Filter {
     pub(crate) fields: Vec<String>,
 }
 
+/// The `filters` of a create or update: `None` when absent or `null`
+/// (the derived spec declares update's `filters` nullable; Asana documents
+/// no meaning for `null`, so it changes nothing here, like leaving the
+/// field out). Every filter must be a JSON object: serde would otherwise
+/// read `["task", null, "changed"]` as a filter.
+fn parse_filters(value: Option<&Value>) -> Result<Option<Vec<Filter>>, Failure> {
+    let invalid = |why: String| Failure::new(400, format!("filters: Invalid filters: {why}"));
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::Object(_) => {
+                    serde_json::from_value(item.clone()).map_err(|e| invalid(e.to_string()))
+                }
+                other => Err(invalid(format!("each filter must be an object, not {other}"))),
+            })
+            .collect::<Result<Vec<Filter>, _>>()
+            .map(Some),
+        Some(other) => Err(invalid(format!("expected an array of filters, not {other}"))),
+    }
+}
+
 /// A validated create request, waiting for its handshake.
 pub(crate) struct NewWebhook {
     pub(crate) gid: String,
@@ -397,11 +420,7 @@ impl Sandbox {
         let Some(target) = data.get("target").and_then(Value::as_str) else {
             return Err(Failure::new(400, "target: Missing input"));
         };
-        let filters: Vec<Filter> = match data.get("filters") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(value) => serde_json::from_value(value.clone())
-                .map_err(|e| Failure::new(400, format!("filters: Invalid filters: {e}")))?,
-        };
+        let filters = parse_filters(data.get("filters"))?.unwrap_or_default();
         let Some(resource) = self.resources.get(resource_gid) else {
             return Err(Failure::new(
                 404,
@@ -517,13 +536,7 @@ impl Sandbox {
         data: &Value,
         fields: &[String],
     ) -> Result<Value, Failure> {
-        let filters: Option<Vec<Filter>> = match data.get("filters") {
-            None => None,
-            Some(value) => Some(
-                serde_json::from_value(value.clone())
-                    .map_err(|e| Failure::new(400, format!("filters: Invalid filters: {e}")))?,
-            ),
-        };
+        let filters = parse_filters(data.get("filters"))?;
         let mut inner = self.lock();
         let webhook = inner
             .webhooks
@@ -616,7 +629,10 @@ impl Sandbox {
                 "offset: Your pagination token is invalid. Only use offsets returned by the API.",
             )
         };
-        if token.len() <= 24 {
+        // Tokens this sandbox hands out are ASCII hex; anything else (a
+        // forged token with multi-byte characters would make the split
+        // below fall inside a character) is simply invalid.
+        if token.len() <= 24 || !token.is_ascii() {
             return Err(invalid());
         }
         let (payload_hex, mac) = token.split_at(token.len() - 24);

@@ -1,0 +1,412 @@
+//! The sandbox under property-based testing: requests built from the
+//! derived spec's webhooks operations, with forged offsets (non-ASCII
+//! included), odd limits and opt_fields, bodies of every wrong shape,
+//! unknown gids. Every answer must come (no dropped connection), must not
+//! be a 5xx, and must fit the spec's schema for that operation and status.
+//! Bounded: a fixed number of cases, each a single request.
+
+use asana_webhooks::sandbox::{Sandbox, seed};
+use asana_webhooks_tests::Target;
+use asana_webhooks_tests::spec::{check, derived, response_schema};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Value, json};
+
+const CASES: u32 = 300;
+
+#[derive(Debug, Clone)]
+struct Request {
+    method: reqwest::Method,
+    /// The spec's path template, for the schema lookup.
+    template: &'static str,
+    path: String,
+    query: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+/// Any JSON value, a few levels deep.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Filters of every shape: objects with plausible or odd fields, arrays
+/// in place of objects, nulls.
+fn any_filters() -> impl Strategy<Value = Value> {
+    let filter = prop_oneof![
+        (
+            prop::option::of(prop_oneof![
+                Just("task".to_string()),
+                Just("project".to_string()),
+                "[a-z]{0,8}"
+            ]),
+            prop::option::of(prop_oneof![
+                Just("changed".to_string()),
+                Just("added".to_string()),
+                ".{0,6}"
+            ]),
+            prop::collection::vec(".{0,6}", 0..3),
+        )
+            .prop_map(|(t, a, f)| json!({"resource_type": t, "action": a, "fields": f})),
+        any_json(),
+        Just(json!(["task", null, "changed", ["name"]])),
+        Just(json!([])),
+    ];
+    prop_oneof![
+        prop::collection::vec(filter, 0..3).prop_map(Value::Array),
+        any_json(),
+        Just(Value::Null),
+    ]
+}
+
+fn any_gid(existing: String) -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        Just(existing),
+        Just("999".to_string()),
+        "[0-9]{1,20}",
+        ".{1,10}".prop_map(|s| s.replace(['/', '?', '#'], "")),
+    ]
+    .prop_filter("a path segment", |s| !s.is_empty())
+}
+
+fn any_offset() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[0-9a-f]{0,60}",
+        ".{0,40}",
+        Just("ééééééééééééééééééééééééééé".to_string()),
+        Just(format!("{}é{}", "a".repeat(20), "b".repeat(23))),
+    ]
+}
+
+fn any_query() -> impl Strategy<Value = Vec<(String, String)>> {
+    let workspace = prop_oneof![Just(seed::WORKSPACE.to_string()), "[0-9]{0,5}", ".{0,5}"];
+    let limit = prop_oneof![
+        "-?[0-9]{1,4}",
+        ".{0,4}",
+        Just("100".to_string()),
+        Just("1".to_string())
+    ];
+    let opt_fields = prop_oneof![
+        Just("active,filters,resource.name".to_string()),
+        Just("created_at,last_failure_at,delivery_retry_count".to_string()),
+        ".{0,12}",
+    ];
+    (
+        prop::option::of(workspace),
+        prop::option::of(limit),
+        prop::option::of(any_offset()),
+        prop::option::of(opt_fields),
+        prop::option::of(prop_oneof![Just(seed::PROJECT.to_string()), "[0-9]{0,20}"]),
+    )
+        .prop_map(|(w, l, o, f, r)| {
+            [
+                ("workspace", w),
+                ("limit", l),
+                ("offset", o),
+                ("opt_fields", f),
+                ("resource", r),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect()
+        })
+}
+
+fn any_body(target: String) -> impl Strategy<Value = Option<Vec<u8>>> {
+    let resource = prop_oneof![
+        Just(Value::String(seed::TASK.to_string())),
+        Just(Value::String(seed::PROJECT.to_string())),
+        any_json(),
+    ];
+    // Targets stay on this machine: the handshake target, a closed port,
+    // or something that is not a URL at all.
+    let target = prop_oneof![
+        Just(Value::String(target)),
+        Just(Value::String("http://127.0.0.1:9/closed".to_string())),
+        "[a-z ]{0,10}".prop_map(Value::String),
+        any_json().prop_filter("no URL", |v| !v.to_string().contains("://")),
+    ];
+    let data = (
+        prop::option::of(resource),
+        prop::option::of(target),
+        prop::option::of(any_filters()),
+    )
+        .prop_map(|(resource, target, filters)| {
+            let mut data = serde_json::Map::new();
+            for (key, value) in [
+                ("resource", resource),
+                ("target", target),
+                ("filters", filters),
+            ] {
+                if let Some(value) = value {
+                    data.insert(key.into(), value);
+                }
+            }
+            json!({"data": Value::Object(data)})
+        });
+    prop_oneof![
+        4 => data.prop_map(|v| Some(v.to_string().into_bytes())),
+        1 => any_json().prop_map(|v| Some(v.to_string().into_bytes())),
+        1 => Just(Some(b"{not json".to_vec())),
+        1 => Just(None),
+    ]
+}
+
+fn any_request(existing: String, target: String) -> impl Strategy<Value = Request> {
+    let gid = any_gid(existing);
+    prop_oneof![
+        any_query().prop_map(|query| Request {
+            method: reqwest::Method::GET,
+            template: "/webhooks",
+            path: "/webhooks".into(),
+            query,
+            body: None,
+        }),
+        (any_query(), any_body(target.clone())).prop_map(|(query, body)| Request {
+            method: reqwest::Method::POST,
+            template: "/webhooks",
+            path: "/webhooks".into(),
+            query,
+            body,
+        }),
+        (gid.clone(), any_query()).prop_map(|(gid, query)| Request {
+            method: reqwest::Method::GET,
+            template: "/webhooks/{webhook_gid}",
+            path: format!("/webhooks/{gid}"),
+            query,
+            body: None,
+        }),
+        (gid.clone(), any_query(), any_body(target)).prop_map(|(gid, query, body)| Request {
+            method: reqwest::Method::PUT,
+            template: "/webhooks/{webhook_gid}",
+            path: format!("/webhooks/{gid}"),
+            query,
+            body,
+        }),
+    ]
+}
+
+/// Sends `request` and returns what is wrong with the answer, if anything.
+async fn problems(http: &reqwest::Client, base: &str, request: &Request) -> Vec<String> {
+    let url = reqwest::Url::parse_with_params(&format!("{base}{}", request.path), &request.query)
+        .expect("a URL");
+    let mut builder = http
+        .request(request.method.clone(), url)
+        .bearer_auth("sandbox");
+    if let Some(body) = &request.body {
+        builder = builder
+            .header("content-type", "application/json")
+            .body(body.clone());
+    }
+    let response = match builder.send().await {
+        Ok(response) => response,
+        Err(e) => return vec![format!("no answer: {e}")],
+    };
+    let status = response.status().as_u16();
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(e) => return vec![format!("{status}: the body broke off: {e}")],
+    };
+    if status >= 500 {
+        return vec![format!("{status}: {text}")];
+    }
+    let Ok(body) = serde_json::from_str::<Value>(&text) else {
+        return vec![format!("{status}: not JSON: {text}")];
+    };
+    let spec = derived();
+    let method = request.method.as_str().to_lowercase();
+    let schema = if status >= 400 {
+        &spec["components"]["schemas"]["ErrorResponse"]
+    } else {
+        let declared = &spec["paths"][request.template][&method]["responses"][status.to_string()];
+        if declared.is_null() {
+            return vec![format!(
+                "{status} is not declared for {method} {}",
+                request.template
+            )];
+        }
+        response_schema(spec, request.template, &method, status)
+    };
+    check(spec, schema, &body)
+        .into_iter()
+        .map(|p| format!("{status}: {p}"))
+        .collect()
+}
+
+#[test]
+fn every_answer_of_the_sandbox_fits_the_spec() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (sandbox, target, existing) = runtime.block_on(async {
+        let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+        let target = Target::start().await;
+        let created: Value = reqwest::Client::new()
+            .post(format!("{}/webhooks", sandbox.base_url()))
+            .bearer_auth("sandbox")
+            .json(&json!({"data": {"resource": seed::TASK, "target": format!("{}/existing", target.base)}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let gid = created["data"]["gid"].as_str().unwrap().to_string();
+        (sandbox, target, gid)
+    });
+    let base = sandbox.base_url().to_string();
+    let http = reqwest::Client::new();
+    let mut runner = TestRunner::new(Config {
+        cases: CASES,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let strategy = any_request(existing, format!("{}/hooks", target.base));
+    let result = runner.run(&strategy, |request| {
+        let found = runtime.block_on(problems(&http, &base, &request));
+        prop_assert!(found.is_empty(), "{request:?}\n{found:#?}");
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}
+
+/// The defects property testing found, each pinned down.
+mod found {
+    use super::*;
+
+    async fn send(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, url)
+            .bearer_auth("sandbox");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .expect("an answer, not a dropped connection");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_forged_offset_with_non_ascii_characters_is_a_400_not_a_panic() {
+        let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+        for offset in [
+            "ééééééééééééééééééééééééééé",
+            &format!("{}é{}", "a".repeat(20), "b".repeat(23)),
+        ] {
+            let url = reqwest::Url::parse_with_params(
+                &format!("{}/webhooks", sandbox.base_url()),
+                [
+                    ("workspace", seed::WORKSPACE),
+                    ("limit", "10"),
+                    ("offset", offset),
+                ],
+            )
+            .unwrap();
+            let (status, body) = send(reqwest::Method::GET, url.to_string(), None).await;
+            assert_eq!(status, 400, "{body}");
+            assert!(
+                body["errors"][0]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("offset"),
+                "{body}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn filters_that_are_not_objects_are_refused_on_create_and_update() {
+        let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+        let target = Target::start().await;
+        let url = format!("{}/webhooks", sandbox.base_url());
+        let hook = format!("{}/f", target.base);
+        for filters in [
+            json!([["task", null, "changed", ["name"]]]),
+            json!([[]]),
+            json!(["task"]),
+            json!("task"),
+        ] {
+            let body =
+                json!({"data": {"resource": seed::TASK, "target": hook, "filters": filters}});
+            let (status, answer) = send(reqwest::Method::POST, url.clone(), Some(body)).await;
+            assert_eq!(status, 400, "create with {filters}: {answer}");
+        }
+        let (status, created) = send(
+            reqwest::Method::POST,
+            url.clone(),
+            Some(json!({"data": {"resource": seed::TASK, "target": hook}})),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let gid = created["data"]["gid"].as_str().unwrap();
+        let (status, answer) = send(
+            reqwest::Method::PUT,
+            format!("{url}/{gid}"),
+            Some(json!({"data": {"filters": [[]]}})),
+        )
+        .await;
+        assert_eq!(status, 400, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn null_filters_on_update_change_nothing_as_on_create() {
+        let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+        let target = Target::start().await;
+        let url = format!("{}/webhooks", sandbox.base_url());
+        let filters = json!([{"resource_type": "task", "action": "changed", "fields": ["name"]}]);
+        let (status, created) = send(
+            reqwest::Method::POST,
+            url.clone(),
+            Some(json!({"data": {"resource": seed::TASK, "target": format!("{}/n", target.base), "filters": filters}})),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let gid = created["data"]["gid"].as_str().unwrap();
+        let (status, updated) = send(
+            reqwest::Method::PUT,
+            format!("{url}/{gid}?opt_fields=filters"),
+            Some(json!({"data": {"filters": null}})),
+        )
+        .await;
+        assert_eq!(status, 200, "{updated}");
+        assert_eq!(
+            updated["data"]["filters"][0]["fields"][0], "name",
+            "unchanged"
+        );
+        let (status, _) = send(
+            reqwest::Method::POST,
+            url,
+            Some(json!({"data": {"resource": seed::PROJECT, "target": format!("{}/m", target.base), "filters": null}})),
+        )
+        .await;
+        assert_eq!(status, 201, "create takes null too");
+    }
+
+    #[tokio::test]
+    async fn an_update_of_an_unknown_webhook_is_a_404_whatever_the_body() {
+        let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+        for body in [json!({}), json!({"data": {"filters": []}}), json!([1])] {
+            let (status, answer) = send(
+                reqwest::Method::PUT,
+                format!("{}/webhooks/999", sandbox.base_url()),
+                Some(body),
+            )
+            .await;
+            assert_eq!(status, 404, "{answer}");
+        }
+    }
+}
