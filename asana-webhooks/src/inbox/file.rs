@@ -13,7 +13,7 @@ const SEEN: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("seen");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const HEARTBEATS: TableDefinition<&str, u64> = TableDefinition::new("heartbeats");
 
-/// An [`Inbox`] in one file (a [redb](https://docs.rs/redb) database):
+/// An [`Inbox`](super::Inbox) in one file (a [redb](https://docs.rs/redb) database):
 /// every commit is flushed to disk before the receiver answers, so an
 /// acknowledged delivery survives a crash, a kill or a power cut. One
 /// process at a time may open the file.

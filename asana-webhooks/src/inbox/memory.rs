@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::local::{Batch, Journal, Loaded, Local};
 use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError};
 
-/// An [`Inbox`] in memory. **Not durable**: whatever it holds when the
+/// An [`Inbox`](super::Inbox) in memory. **Not durable**: whatever it holds when the
 /// process stops is lost, and Asana never delivers it again. For tests,
 /// and for applications that accept losing events; otherwise use
 /// [`super::FileInbox`].
