@@ -17,9 +17,10 @@
 //!    with `X-Hook-Signature`, the hex HMAC-SHA256 of the raw body keyed
 //!    with the secret. Verify before parsing, answer within 10 seconds, and
 //!    answer 200 only once the events are stored: Asana never sends an
-//!    acknowledged delivery again. The [`receiver`] commits each verified
-//!    delivery to an [`inbox`] first; your code takes events from the inbox
-//!    and acknowledges each once handled (at least once).
+//!    acknowledged delivery again. The `receiver` commits each verified
+//!    delivery to an `inbox` first (both behind the default `receiver`
+//!    feature); your code takes events from the inbox and acknowledges each
+//!    once handled (at least once).
 //! 3. **Manage** webhooks: list them page by page
 //!    ([`Client::get_webhooks`], with the next page's offset never hidden),
 //!    read one, replace its filters, delete it.
