@@ -104,11 +104,15 @@ fn parse_filters(value: Option<&Value>) -> Result<Option<Vec<Filter>>, Failure> 
                 Value::Object(_) => {
                     serde_json::from_value(item.clone()).map_err(|e| invalid(e.to_string()))
                 }
-                other => Err(invalid(format!("each filter must be an object, not {other}"))),
+                other => Err(invalid(format!(
+                    "each filter must be an object, not {other}"
+                ))),
             })
             .collect::<Result<Vec<Filter>, _>>()
             .map(Some),
-        Some(other) => Err(invalid(format!("expected an array of filters, not {other}"))),
+        Some(other) => Err(invalid(format!(
+            "expected an array of filters, not {other}"
+        ))),
     }
 }
 
