@@ -6,7 +6,6 @@
 
 use reqwest::header::HeaderMap;
 use url::Url;
-use url::form_urlencoded::byte_serialize;
 
 /// Query parameters that Asana declares with `style: form, explode: false`.
 const COMMA_JOINED: &[&str] = &["opt_fields"];
@@ -17,38 +16,60 @@ const UNDECLARED_HEADERS: &[&str] = &["api-version"];
 /// Merges every repeated comma-joined parameter into one value, in the order
 /// the values were given, at the position of its first occurrence:
 /// `opt_fields=a&opt_fields=b` becomes `opt_fields=a,b`. Commas stay literal.
+///
+/// It works on the query as the generated code encoded it, segment by
+/// segment, without decoding and re-encoding it: every request passes
+/// through here, and a query without a repeated key is left untouched
+/// without allocating.
 pub(crate) fn join_comma_params(url: &mut Url) {
-    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    if !pairs
-        .iter()
-        .any(|(k, _)| COMMA_JOINED.contains(&k.as_str()))
-    {
+    let Some(query) = url.query() else { return };
+    let repeated = COMMA_JOINED.iter().any(|joinable| {
+        query
+            .split('&')
+            .filter(|segment| key_of(segment) == *joinable)
+            .nth(1)
+            .is_some()
+    });
+    if !repeated {
         return;
     }
-    let mut merged: Vec<(String, Vec<String>)> = Vec::with_capacity(pairs.len());
-    for (key, value) in pairs {
-        let joinable = COMMA_JOINED.contains(&key.as_str());
-        match merged.iter_mut().find(|(k, _)| joinable && *k == key) {
-            Some((_, values)) => values.push(value),
-            None => merged.push((key, vec![value])),
+    // (key, the segments that carry it): joinable keys gather all their
+    // values in one entry, other segments stay as they are.
+    let mut merged: Vec<(&str, Vec<&str>)> = Vec::new();
+    for segment in query.split('&').filter(|s| !s.is_empty()) {
+        let key = key_of(segment);
+        if COMMA_JOINED.contains(&key)
+            && let Some((_, values)) = merged.iter_mut().find(|(k, _)| *k == key)
+        {
+            values.push(segment);
+            continue;
+        }
+        merged.push((key, vec![segment]));
+    }
+    let mut joined = String::with_capacity(query.len());
+    for (key, segments) in &merged {
+        if !joined.is_empty() {
+            joined.push('&');
+        }
+        if COMMA_JOINED.contains(key) {
+            joined.push_str(key);
+            joined.push('=');
+            for (n, segment) in segments.iter().enumerate() {
+                if n > 0 {
+                    joined.push(',');
+                }
+                joined.push_str(segment.split_once('=').map_or("", |(_, v)| v));
+            }
+        } else {
+            joined.push_str(segments[0]);
         }
     }
-    let query = merged
-        .iter()
-        .map(|(key, values)| {
-            let encoded: Vec<String> = values
-                .iter()
-                .map(|v| byte_serialize(v.as_bytes()).collect())
-                .collect();
-            format!(
-                "{}={}",
-                byte_serialize(key.as_bytes()).collect::<String>(),
-                encoded.join(",")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    url.set_query(Some(&query));
+    url.set_query(Some(&joined));
+}
+
+/// The key of a `key=value` query segment.
+fn key_of(segment: &str) -> &str {
+    segment.split_once('=').map_or(segment, |(key, _)| key)
 }
 
 /// Removes the headers Asana does not define.
