@@ -7,6 +7,18 @@
 //! resolved, `allOf` merged, path-level parameters folded into their
 //! operations, descriptions and examples ignored. A refactor that keeps the
 //! meaning is therefore no change.
+//!
+//! # One rule for "breaking"
+//!
+//! A change is **breaking** when upgrading this crate breaks its users:
+//! code that compiled no longer compiles (a builder method, type, field or
+//! enum variant removed or changed, an operation renamed), or answers that
+//! decoded no longer decode. A change to Asana's **server-side** contract
+//! (a scope added, an auth alternative added or removed, a tighter limit or
+//! a newly required input that leaves the generated Rust unchanged) is live
+//! at Asana whatever crate version people use: it is reported in its own
+//! class and must be named in CHANGELOG.md, but it does not break the
+//! crate's semver. Everything else is **non-breaking**.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,22 +27,82 @@ use serde_json::Value;
 
 use crate::surface;
 
-/// One difference between the two surfaces.
+/// How a change affects the crate's users; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    /// Upgrading the crate breaks code that compiled, or answers that decoded.
+    Breaking,
+    /// Asana's contract changed at Asana: calls that worked may now be
+    /// refused, whatever the crate's version.
+    ServerSide,
+    /// Nothing that worked stops working.
+    NonBreaking,
+}
+
+impl Class {
+    /// The label reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::Breaking => "breaking",
+            Class::ServerSide => "server-side",
+            Class::NonBreaking => "non-breaking",
+        }
+    }
+}
+
+/// The part of an operation a change is in, for grouping reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Section {
+    /// The operation itself (added, removed, renamed).
+    Operation,
+    /// Path and query parameters.
+    Parameters,
+    /// The request body.
+    RequestBody,
+    /// The answers.
+    Responses,
+    /// Authentication alternatives and their scopes.
+    Security,
+}
+
+impl Section {
+    /// The heading reports use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Section::Operation => "operation",
+            Section::Parameters => "parameters",
+            Section::RequestBody => "request body",
+            Section::Responses => "responses",
+            Section::Security => "security",
+        }
+    }
+}
+
+/// One difference between the two surfaces. Its JSON form is stable:
+/// `{operation, section, location, change, class, breaking, reason}`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
-    /// Whether code that uses the SDK can break.
-    pub breaking: bool,
-    /// Where: the operation and the place in it.
+    /// `METHOD /path`.
+    pub operation: String,
+    /// Where in the operation.
+    pub section: Section,
+    /// Where exactly: the operation and the place in it.
     pub location: String,
     /// What changed.
     pub change: String,
-    /// Why it is (non-)breaking, in one line.
+    /// Breaking, server-side or non-breaking.
+    pub class: Class,
+    /// `class == Breaking`, for readers that only care about that.
+    pub breaking: bool,
+    /// Why it is in its class, in one line.
     pub reason: &'static str,
 }
 
 impl Change {
-    /// `location: change`, the text a changelog line must contain to
-    /// acknowledge a breaking change.
+    /// `location: change`, the text a changelog line (or an ignore entry)
+    /// must contain to acknowledge the change.
     pub fn id(&self) -> String {
         format!("{}: {}", self.location, self.change)
     }
@@ -54,6 +126,15 @@ struct Schema {
     properties: BTreeMap<String, Schema>,
     required: BTreeSet<String>,
     items: Option<Box<Schema>>,
+    /// `oneOf`/`anyOf` alternatives, each as its normalised text (order
+    /// does not matter).
+    variants: Option<(String, BTreeSet<String>)>,
+    /// `additionalProperties`: `Some(None)` for `true`, `Some(Some(..))`
+    /// for a schema (a map type either way).
+    additional: Option<Option<Box<Schema>>>,
+    read_only: bool,
+    write_only: bool,
+    default: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,8 +148,11 @@ struct Operation {
     parameters: BTreeMap<String, Parameter>,
     body: Option<Schema>,
     responses: BTreeMap<String, Option<Schema>>,
-    /// `scheme` or `scheme:scope` for every accepted requirement.
-    security: BTreeSet<String>,
+    /// The accepted alternatives: any one is enough. Each maps a scheme to
+    /// the scopes it needs.
+    security: Vec<BTreeMap<String, BTreeSet<String>>>,
+    /// Names the generated method.
+    operation_id: Option<String>,
 }
 
 const LIMIT_KEYS: &[&str] = &[
@@ -94,28 +178,32 @@ pub fn diff(old: &serde_yaml::Value, new: &serde_yaml::Value) -> Result<Vec<Chan
     let mut changes = Vec::new();
     for (key, op) in &old {
         match new.get(key) {
-            None => changes.push(Change {
-                breaking: true,
-                location: key.clone(),
-                change: "operation removed".into(),
-                reason: "its SDK method disappears on regeneration",
-            }),
+            None => push(
+                &mut changes,
+                Class::Breaking,
+                key,
+                "operation removed".into(),
+                "its SDK method disappears on regeneration",
+            ),
             Some(new_op) => diff_operation(key, op, new_op, &mut changes),
         }
     }
     for key in new.keys().filter(|k| !old.contains_key(*k)) {
-        changes.push(Change {
-            breaking: false,
-            location: key.clone(),
-            change: "operation added".into(),
-            reason: "a new method; existing code is unaffected",
-        });
+        push(
+            &mut changes,
+            Class::NonBreaking,
+            key,
+            "operation added".into(),
+            "a new method; existing code is unaffected",
+        );
     }
     Ok(changes)
 }
 
 fn model(full: &serde_yaml::Value) -> Result<BTreeMap<String, Operation>> {
-    let surface: Value = serde_json::to_value(surface::extract(full)?)
+    // Schemas outside the operations (EventResponse, ErrorResponse) may be
+    // missing from a version: they are not part of what is compared.
+    let surface: Value = serde_json::to_value(surface::extract_lenient(full)?)
         .context("the surface is not JSON-compatible")?;
     let mut operations = BTreeMap::new();
     let global_security = surface.get("security").cloned().unwrap_or(Value::Null);
@@ -145,6 +233,10 @@ fn model(full: &serde_yaml::Value) -> Result<BTreeMap<String, Operation>> {
                 })
                 .collect();
             let security = security(op.get("security").unwrap_or(&global_security));
+            let operation_id = op
+                .get("operationId")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             operations.insert(
                 format!("{} {path}", method.to_uppercase()),
                 Operation {
@@ -152,6 +244,7 @@ fn model(full: &serde_yaml::Value) -> Result<BTreeMap<String, Operation>> {
                     body,
                     responses,
                     security,
+                    operation_id,
                 },
             );
         }
@@ -193,22 +286,38 @@ fn parameters(doc: &Value, list: Option<&Value>) -> BTreeMap<String, Parameter> 
         .collect()
 }
 
-fn security(requirements: &Value) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for requirement in requirements.as_array().into_iter().flatten() {
-        for (scheme, scopes) in requirement.as_object().into_iter().flatten() {
-            out.insert(scheme.clone());
-            for scope in scopes
-                .as_array()
+/// The security alternatives of an operation (a list: any one suffices).
+fn security(requirements: &Value) -> Vec<BTreeMap<String, BTreeSet<String>>> {
+    requirements
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|requirement| {
+            requirement
+                .as_object()
                 .into_iter()
                 .flatten()
-                .filter_map(Value::as_str)
-            {
-                out.insert(format!("{scheme}:{scope}"));
-            }
-        }
+                .map(|(scheme, scopes)| {
+                    let scopes = scopes
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect();
+                    (scheme.clone(), scopes)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// An alternative's name: its schemes joined with `+`.
+fn alternative_name(alternative: &BTreeMap<String, BTreeSet<String>>) -> String {
+    if alternative.is_empty() {
+        return "anonymous".into();
     }
-    out
+    alternative.keys().cloned().collect::<Vec<_>>().join("+")
 }
 
 /// Resolves and merges a schema into the compatibility model.
@@ -265,6 +374,30 @@ fn normalize(doc: &Value, schema: &Value, depth: usize) -> Schema {
         items: schema
             .get("items")
             .map(|i| Box::new(normalize(doc, i, depth + 1))),
+        variants: ["oneOf", "anyOf"].iter().find_map(|key| {
+            let list = schema.get(*key)?.as_array()?;
+            let texts = list
+                .iter()
+                .map(|v| format!("{:?}", normalize(doc, v, depth + 1)))
+                .collect();
+            Some((key.to_string(), texts))
+        }),
+        additional: match schema.get("additionalProperties") {
+            Some(Value::Bool(true)) => Some(None),
+            Some(value @ Value::Object(_)) => {
+                Some(Some(Box::new(normalize(doc, value, depth + 1))))
+            }
+            _ => None,
+        },
+        read_only: schema
+            .get("readOnly")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        write_only: schema
+            .get("writeOnly")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        default: schema.get("default").cloned(),
     };
     merge(&mut out, own);
     if out.kind.is_none() && !out.properties.is_empty() {
@@ -290,6 +423,17 @@ fn merge(into: &mut Schema, from: Schema) {
         }
     }
     into.required.extend(from.required);
+    if from.variants.is_some() {
+        into.variants = from.variants;
+    }
+    if from.additional.is_some() {
+        into.additional = from.additional;
+    }
+    into.read_only |= from.read_only;
+    into.write_only |= from.write_only;
+    if from.default.is_some() {
+        into.default = from.default;
+    }
     if let Some(items) = from.items {
         match &mut into.items {
             Some(existing) => merge(existing, *items),
@@ -298,44 +442,73 @@ fn merge(into: &mut Schema, from: Schema) {
     }
 }
 
-fn push(
-    out: &mut Vec<Change>,
-    breaking: bool,
-    location: &str,
-    change: String,
-    reason: &'static str,
-) {
+fn push(out: &mut Vec<Change>, class: Class, location: &str, change: String, reason: &'static str) {
+    let operation = location
+        .splitn(3, ' ')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let section = if change.starts_with("security") || change.starts_with("auth alternative") {
+        Section::Security
+    } else if location.contains(" request body") {
+        Section::RequestBody
+    } else if location.contains(" response ") {
+        Section::Responses
+    } else if location.contains(" parameter `") || change.contains(" parameter `") {
+        Section::Parameters
+    } else {
+        Section::Operation
+    };
     out.push(Change {
-        breaking,
+        operation,
+        section,
         location: location.to_string(),
         change,
+        breaking: class == Class::Breaking,
+        class,
         reason,
     });
 }
 
 fn diff_operation(key: &str, old: &Operation, new: &Operation, out: &mut Vec<Change>) {
+    if old.operation_id != new.operation_id {
+        push(
+            out,
+            Class::Breaking,
+            key,
+            format!(
+                "operationId renamed from `{}` to `{}`",
+                old.operation_id.as_deref().unwrap_or("-"),
+                new.operation_id.as_deref().unwrap_or("-")
+            ),
+            "the generated method's name changes",
+        );
+    }
     for (name, param) in &old.parameters {
         match new.parameters.get(name) {
             None => push(
                 out,
-                true,
+                Class::Breaking,
                 key,
                 format!("{name} removed"),
                 "its builder method disappears on regeneration",
             ),
             Some(new_param) => {
                 if param.required != new_param.required {
-                    let (breaking, reason) = if new_param.required {
-                        (true, "calls that leave it out are refused")
+                    let (class, reason, state) = if new_param.required {
+                        (
+                            Class::ServerSide,
+                            "Asana refuses calls that leave it out; the builder still compiles",
+                            "required",
+                        )
                     } else {
-                        (false, "calls that pass it keep working")
+                        (
+                            Class::NonBreaking,
+                            "calls that pass it keep working",
+                            "optional",
+                        )
                     };
-                    let state = if new_param.required {
-                        "required"
-                    } else {
-                        "optional"
-                    };
-                    push(out, breaking, key, format!("{name} is now {state}"), reason);
+                    push(out, class, key, format!("{name} is now {state}"), reason);
                 }
                 diff_schema(
                     &format!("{key} {name}"),
@@ -352,26 +525,32 @@ fn diff_operation(key: &str, old: &Operation, new: &Operation, out: &mut Vec<Cha
         .iter()
         .filter(|(n, _)| !old.parameters.contains_key(*n))
     {
-        let (breaking, reason) = if param.required {
-            (true, "existing calls lack it and are refused")
+        let (class, reason) = if param.required {
+            (
+                Class::ServerSide,
+                "Asana refuses calls without it; existing code still compiles",
+            )
         } else {
-            (false, "optional; existing calls are unaffected")
+            (
+                Class::NonBreaking,
+                "optional; existing calls are unaffected",
+            )
         };
-        push(out, breaking, key, format!("{name} added"), reason);
+        push(out, class, key, format!("{name} added"), reason);
     }
     match (&old.body, &new.body) {
         (Some(a), Some(b)) => diff_schema(&format!("{key} request body"), a, b, Side::Request, out),
         (None, Some(_)) => push(
             out,
-            true,
-            key,
+            Class::Breaking,
+            &format!("{key} request body"),
             "request body added".into(),
-            "existing calls send none",
+            "the generated method takes a body it did not take",
         ),
         (Some(_), None) => push(
             out,
-            true,
-            key,
+            Class::Breaking,
+            &format!("{key} request body"),
             "request body removed".into(),
             "its builder disappears",
         ),
@@ -382,10 +561,10 @@ fn diff_operation(key: &str, old: &Operation, new: &Operation, out: &mut Vec<Cha
         match new.responses.get(status) {
             None => push(
                 out,
-                true,
+                Class::Breaking,
                 &location,
                 "response removed".into(),
-                "code handling it no longer compiles",
+                "the generated return type changes",
             ),
             Some(new_schema) => {
                 if let (Some(a), Some(b)) = (schema, new_schema) {
@@ -402,29 +581,68 @@ fn diff_operation(key: &str, old: &Operation, new: &Operation, out: &mut Vec<Cha
         let location = format!("{key} response {status}");
         push(
             out,
-            false,
+            Class::NonBreaking,
             &location,
             "response added".into(),
             "a new outcome; existing ones decode as before",
         );
     }
-    for requirement in old.security.difference(&new.security) {
+    diff_security(key, &old.security, &new.security, out);
+}
+
+/// Security is a list of alternatives, any one of which is enough; they
+/// are matched by their schemes, and scopes compared within each.
+fn diff_security(
+    key: &str,
+    old: &[BTreeMap<String, BTreeSet<String>>],
+    new: &[BTreeMap<String, BTreeSet<String>>],
+    out: &mut Vec<Change>,
+) {
+    let by_name = |list: &[BTreeMap<String, BTreeSet<String>>]| -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+        list.iter().map(|a| (alternative_name(a), a.clone())).collect()
+    };
+    let (old, new) = (by_name(old), by_name(new));
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
         push(
             out,
-            false,
+            Class::ServerSide,
             key,
-            format!("security `{requirement}` no longer required"),
-            "tokens that had it still work",
+            format!("auth alternative `{name}` removed"),
+            "calls authenticated only that way are refused by Asana",
         );
     }
-    for requirement in new.security.difference(&old.security) {
+    for name in new.keys().filter(|n| !old.contains_key(*n)) {
         push(
             out,
-            true,
+            Class::ServerSide,
             key,
-            format!("security `{requirement}` now required"),
-            "tokens without it are refused",
+            format!("auth alternative `{name}` added"),
+            "another way to authenticate is accepted by Asana",
         );
+    }
+    for (name, before) in &old {
+        let Some(after) = new.get(name) else { continue };
+        for (scheme, scopes) in after {
+            let had = before.get(scheme).cloned().unwrap_or_default();
+            for scope in scopes.difference(&had) {
+                push(
+                    out,
+                    Class::ServerSide,
+                    key,
+                    format!("security: scope `{scope}` added to alternative `{name}`"),
+                    "tokens without it may now be refused by Asana",
+                );
+            }
+            for scope in had.difference(scopes) {
+                push(
+                    out,
+                    Class::NonBreaking,
+                    key,
+                    format!("security: scope `{scope}` removed from alternative `{name}`"),
+                    "tokens that had it still work",
+                );
+            }
+        }
     }
 }
 
@@ -434,6 +652,35 @@ fn describe(schema: &Schema) -> String {
         (Some(kind), None) => kind.clone(),
         (None, _) => "any".into(),
     }
+}
+
+/// The Rust type the generator picks for an integer: bounds decide
+/// signedness and `NonZero`, the format the width.
+fn integer_type(schema: &Schema) -> Option<String> {
+    if schema.kind.as_deref() != Some("integer") {
+        return None;
+    }
+    let minimum = schema
+        .limits
+        .get("minimum")
+        .and_then(Value::as_f64)
+        .or_else(|| {
+            schema
+                .limits
+                .get("exclusiveMinimum")
+                .and_then(Value::as_f64)
+                .map(|m| m + 1.0)
+        });
+    let width = if schema.format.as_deref() == Some("int32") {
+        32
+    } else {
+        64
+    };
+    Some(match minimum {
+        Some(m) if m >= 1.0 => format!("NonZeroU{width}"),
+        Some(m) if m >= 0.0 => format!("u{width}"),
+        _ => format!("i{width}"),
+    })
 }
 
 /// Whether a limit got tighter (`true`), looser (`false`), or cannot tell.
@@ -452,81 +699,205 @@ fn diff_schema(location: &str, old: &Schema, new: &Schema, side: Side, out: &mut
     if old.kind != new.kind || old.format != new.format {
         push(
             out,
-            true,
+            Class::Breaking,
             location,
             format!("type changed from {} to {}", describe(old), describe(new)),
             "the generated Rust type changes",
         );
         return;
     }
+    if let (Some(a), Some(b)) = (integer_type(old), integer_type(new))
+        && a != b
+    {
+        push(
+            out,
+            Class::Breaking,
+            location,
+            format!("generated integer type changes from {a} to {b}"),
+            "its bounds changed the generated Rust type",
+        );
+    }
+    match (&old.variants, &new.variants) {
+        (Some(a), Some(b)) if a != b => push(
+            out,
+            Class::Breaking,
+            location,
+            format!("{} alternatives changed", b.0),
+            "the generated enum of alternatives changes",
+        ),
+        (None, Some(b)) => push(
+            out,
+            Class::Breaking,
+            location,
+            format!("now one of {} alternatives ({})", b.1.len(), b.0),
+            "the generated Rust type becomes an enum of alternatives",
+        ),
+        (Some(a), None) => push(
+            out,
+            Class::Breaking,
+            location,
+            format!("no longer {} alternatives", a.0),
+            "the generated enum of alternatives disappears",
+        ),
+        _ => {}
+    }
+    match (&old.additional, &new.additional) {
+        (None, Some(_)) => push(
+            out,
+            Class::Breaking,
+            location,
+            "now allows additional properties".into(),
+            "the generated Rust type becomes a map",
+        ),
+        (Some(_), None) => push(
+            out,
+            Class::Breaking,
+            location,
+            "no longer allows additional properties".into(),
+            "the generated map type disappears",
+        ),
+        (Some(Some(a)), Some(Some(b))) => diff_schema(&format!("{location}{{*}}"), a, b, side, out),
+        (Some(None), Some(Some(_))) | (Some(Some(_)), Some(None)) => push(
+            out,
+            Class::Breaking,
+            location,
+            "additional properties' type changed".into(),
+            "the generated map's value type changes",
+        ),
+        _ => {}
+    }
     if old.nullable != new.nullable {
-        let (breaking, reason) = match (request, new.nullable) {
-            (false, true) => (true, "answers may now hold null where code expects a value"),
-            (false, false) => (false, "answers hold a value where null was allowed"),
-            (true, true) => (false, "requests may now send null"),
-            (true, false) => (true, "requests that send null are refused"),
+        let (class, reason) = match (request, new.nullable) {
+            (false, true) => (
+                Class::Breaking,
+                "answers may hold null where the generated type has none",
+            ),
+            (false, false) => (
+                Class::NonBreaking,
+                "answers hold a value where null was allowed",
+            ),
+            (true, true) => (Class::NonBreaking, "requests may now send null"),
+            (true, false) => (Class::ServerSide, "Asana refuses requests that send null"),
         };
         let state = if new.nullable {
             "nullable"
         } else {
             "not nullable"
         };
-        push(out, breaking, location, format!("now {state}"), reason);
+        push(out, class, location, format!("now {state}"), reason);
     }
-    if let (Some(a), Some(b)) = (&old.values, &new.values) {
-        for value in b.difference(a) {
-            let (breaking, reason) = if request {
-                (false, "a new value callers may send")
-            } else {
-                (
-                    true,
-                    "an answer with it fails to decode into the generated enum",
-                )
-            };
-            push(
-                out,
-                breaking,
-                location,
-                format!("enum value `{value}` added"),
-                reason,
-            );
-        }
-        for value in a.difference(b) {
-            let (breaking, reason) = if request {
-                (
-                    true,
-                    "its generated enum variant disappears and the server refuses it",
-                )
-            } else {
-                (false, "answers no longer carry it")
-            };
-            push(
-                out,
-                breaking,
-                location,
-                format!("enum value `{value}` removed"),
-                reason,
-            );
-        }
+    if old.read_only != new.read_only || old.write_only != new.write_only {
+        let state = match (new.read_only, new.write_only) {
+            (true, _) => "read-only",
+            (_, true) => "write-only",
+            _ => "read-write",
+        };
+        let (class, reason) = match (request, new.read_only, new.write_only) {
+            (true, true, _) => (Class::ServerSide, "Asana ignores it in requests now"),
+            (false, _, true) => (Class::NonBreaking, "answers stop carrying it"),
+            _ => (Class::NonBreaking, "the generated type is unchanged"),
+        };
+        push(out, class, location, format!("now {state}"), reason);
     }
+    if old.default != new.default {
+        let show = |v: &Option<Value>| v.as_ref().map_or("none".into(), Value::to_string);
+        let (class, reason) = if request {
+            (
+                Class::ServerSide,
+                "Asana assumes another value when it is left out",
+            )
+        } else {
+            (
+                Class::NonBreaking,
+                "an absent value decodes to another default",
+            )
+        };
+        push(
+            out,
+            class,
+            location,
+            format!(
+                "default changed from {} to {}",
+                show(&old.default),
+                show(&new.default)
+            ),
+            reason,
+        );
+    }
+    match (&old.values, &new.values) {
+        (Some(a), Some(b)) => {
+            for value in b.difference(a) {
+                let (class, reason) = if request {
+                    (Class::NonBreaking, "a new value callers may send")
+                } else {
+                    (
+                        Class::Breaking,
+                        "an answer with it fails to decode into the generated enum",
+                    )
+                };
+                push(
+                    out,
+                    class,
+                    location,
+                    format!("enum value `{value}` added"),
+                    reason,
+                );
+            }
+            for value in a.difference(b) {
+                push(
+                    out,
+                    Class::Breaking,
+                    location,
+                    format!("enum value `{value}` removed"),
+                    "its generated enum variant disappears",
+                );
+            }
+        }
+        (None, Some(b)) => push(
+            out,
+            Class::Breaking,
+            location,
+            format!("now an enum of {} values", b.len()),
+            "the generated Rust type changes from a string to an enum",
+        ),
+        (Some(a), None) => push(
+            out,
+            Class::Breaking,
+            location,
+            format!("no longer an enum (had {} values)", a.len()),
+            "the generated enum becomes a plain string",
+        ),
+        (None, None) => {}
+    }
+    let same_type = integer_type(old) == integer_type(new);
     let keys: BTreeSet<&String> = old.limits.keys().chain(new.limits.keys()).collect();
     for key in keys {
         let (a, b) = (old.limits.get(key), new.limits.get(key));
         let Some(tighter) = tighter(key, a, b) else {
             continue;
         };
+        if !same_type && matches!(key.as_str(), "minimum" | "exclusiveMinimum") {
+            // Already reported as a change of the generated type.
+            continue;
+        }
         let change = format!(
             "{key} changed from {} to {}",
             a.map_or("none".into(), Value::to_string),
             b.map_or("none".into(), Value::to_string)
         );
-        let (breaking, reason) = match (request, tighter) {
-            (true, true) => (true, "requests valid before may now be refused"),
-            (true, false) => (false, "more requests are accepted"),
-            (false, true) => (false, "answers stay within the old range"),
-            (false, false) => (true, "answers may fall outside the range code relied on"),
+        let (class, reason) = match (request, tighter) {
+            (true, true) => (
+                Class::ServerSide,
+                "Asana may refuse requests it took before",
+            ),
+            (true, false) => (Class::NonBreaking, "more requests are accepted"),
+            (false, true) => (Class::NonBreaking, "answers stay within the old range"),
+            (false, false) => (
+                Class::NonBreaking,
+                "answers may be wider; the generated type is unchanged",
+            ),
         };
-        push(out, breaking, location, change, reason);
+        push(out, class, location, change, reason);
     }
     for (name, property) in &old.properties {
         let at = format!("{location} property `{name}`");
@@ -537,19 +908,19 @@ fn diff_schema(location: &str, old: &Schema, new: &Schema, side: Side, out: &mut
                 } else {
                     "code that reads it no longer compiles"
                 };
-                push(out, true, &at, "removed".into(), reason);
+                push(out, Class::Breaking, &at, "removed".into(), reason);
             }
             Some(new_property) => {
                 let (was, is) = (old.required.contains(name), new.required.contains(name));
                 if was != is {
-                    let (breaking, reason) = match (request, is) {
-                        (true, true) => (true, "requests that leave it out are refused"),
-                        (true, false) => (false, "requests may now leave it out"),
-                        (false, true) => (false, "answers always carry it now"),
-                        (false, false) => (true, "answers may now leave it out"),
-                    };
                     let state = if is { "required" } else { "optional" };
-                    push(out, breaking, &at, format!("now {state}"), reason);
+                    push(
+                        out,
+                        Class::Breaking,
+                        &at,
+                        format!("now {state}"),
+                        "the generated field changes between `T` and `Option<T>`",
+                    );
                 }
                 diff_schema(&at, property, new_property, side, out);
             }
@@ -562,14 +933,23 @@ fn diff_schema(location: &str, old: &Schema, new: &Schema, side: Side, out: &mut
     {
         let at = format!("{location} property `{name}`");
         let required = new.required.contains(name);
-        let (breaking, reason) = match (request, required) {
-            (true, true) => (true, "existing requests lack it and are refused"),
-            (true, false) => (false, "optional; existing requests are unaffected"),
-            (false, _) => (false, "new data in answers; existing code ignores it"),
+        let (class, reason) = match (request, required) {
+            (true, true) => (
+                Class::Breaking,
+                "a required field without default: existing struct literals no longer compile",
+            ),
+            (true, false) => (
+                Class::NonBreaking,
+                "optional; existing requests are unaffected",
+            ),
+            (false, _) => (
+                Class::NonBreaking,
+                "new data in answers; existing code ignores it",
+            ),
         };
         push(
             out,
-            breaking,
+            class,
             &at,
             format!("added ({})", describe(property)),
             reason,
@@ -580,7 +960,7 @@ fn diff_schema(location: &str, old: &Schema, new: &Schema, side: Side, out: &mut
         (None, Some(_)) | (Some(_), None) => {
             push(
                 out,
-                true,
+                Class::Breaking,
                 location,
                 "array items changed".into(),
                 "the generated Rust type changes",
@@ -619,35 +999,15 @@ pub fn load(root: &std::path::Path, spec: &str) -> Result<serde_yaml::Value> {
     serde_yaml::from_slice(&bytes).with_context(|| format!("`{spec}` is not YAML"))
 }
 
-/// The human-readable report.
-pub fn render(changes: &[Change]) -> String {
-    if changes.is_empty() {
-        return "no changes on the webhooks surface\n".into();
-    }
-    let breaking = changes.iter().filter(|c| c.breaking).count();
-    let mut out = format!(
-        "{} change(s) on the webhooks surface, {breaking} breaking\n",
-        changes.len()
-    );
-    for change in changes {
-        let tag = if change.breaking {
-            "BREAKING    "
-        } else {
-            "non-breaking"
-        };
-        out.push_str(&format!(
-            "{tag}  {}: {}\n              {}\n",
-            change.location, change.change, change.reason
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;
 
     use super::*;
+
+    fn render(changes: &[Change]) -> String {
+        crate::report::render(crate::report::Format::Text, changes, &[])
+    }
 
     fn history(name: &str) -> &'static serde_yaml::Value {
         static OLD: OnceLock<serde_yaml::Value> = OnceLock::new();
@@ -802,7 +1162,7 @@ mod tests {
             ),
             WEBHOOK,
         ));
-        assert!(required.breaking);
+        assert_eq!(required.class, Class::ServerSide, "{required:?}");
         let removed = only_change(spec(
             &base_paths(
                 &PARAMS.replace(
@@ -849,7 +1209,8 @@ mod tests {
             WEBHOOK,
         ));
         assert!(
-            tighter.breaking && tighter.change.contains("maximum changed from 100 to 50"),
+            tighter.class == Class::ServerSide
+                && tighter.change.contains("maximum changed from 100 to 50"),
             "{tighter:?}"
         );
         let looser = only_change(spec(
@@ -872,7 +1233,7 @@ mod tests {
             ),
             WEBHOOK,
         ));
-        assert!(new_max.breaking && new_max.change.contains("maxLength"));
+        assert!(new_max.class == Class::ServerSide && new_max.change.contains("maxLength"));
         let value_added = only_change(spec(
             &base_paths(
                 &PARAMS.replace("enum: [a, b]", "enum: [a, b, c]"),
@@ -963,9 +1324,10 @@ mod tests {
             ),
             WEBHOOK,
         ));
-        assert!(added.breaking && added.change.contains("webhooks:admin"));
+        assert!(added.class == Class::ServerSide && added.change.contains("webhooks:admin"));
+        assert_eq!(added.section, Section::Security);
         let removed = only_change(spec(&base_paths(PARAMS, BODY, "{oauth2: []}"), WEBHOOK));
-        assert!(!removed.breaking && removed.change.contains("webhooks:read"));
+        assert!(removed.class == Class::NonBreaking && removed.change.contains("webhooks:read"));
     }
 
     #[test]
@@ -977,5 +1339,249 @@ mod tests {
         let rest = "    Rest: {type: object, properties: {active: {type: boolean}, resource: {type: object, properties: {name: {type: string}}}}}";
         let changes = diff(&base(), &spec(&inlined, rest)).unwrap();
         assert!(changes.is_empty(), "{}", render(&changes));
+    }
+
+    // --- security as alternatives -------------------------------------
+
+    #[test]
+    fn an_alternative_listed_again_is_one_server_side_change_not_five_breaking() {
+        let relisted = only_change(spec(
+            &base_paths(
+                PARAMS,
+                BODY,
+                &format!("{SECURITY}, {{personalAccessToken: []}}"),
+            ),
+            WEBHOOK,
+        ));
+        assert_eq!(relisted.class, Class::ServerSide);
+        assert_eq!(
+            relisted.change,
+            "auth alternative `personalAccessToken` added"
+        );
+        let dropped = diff(
+            &spec(
+                &base_paths(
+                    PARAMS,
+                    BODY,
+                    &format!("{SECURITY}, {{personalAccessToken: []}}"),
+                ),
+                WEBHOOK,
+            ),
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(dropped.len(), 1, "{}", render(&dropped));
+        assert_eq!(
+            dropped[0].change,
+            "auth alternative `personalAccessToken` removed"
+        );
+        assert_eq!(dropped[0].class, Class::ServerSide);
+    }
+
+    #[test]
+    fn the_real_2026_change_adds_oauth_scopes_server_side_only() {
+        let vendored: serde_yaml::Value = serde_yaml::from_slice(
+            &std::fs::read(crate::regen::workspace_root().join(crate::regen::VENDORED_SPEC))
+                .unwrap(),
+        )
+        .unwrap();
+        let changes = diff(history(NEW), &vendored).unwrap();
+        assert_eq!(changes.len(), 5, "{}", render(&changes));
+        assert!(
+            changes.iter().all(|c| c.class == Class::ServerSide
+                && c.section == Section::Security
+                && c.change.starts_with("security: scope `webhooks:")
+                && c.change.ends_with("added to alternative `oauth2`")),
+            "{}",
+            render(&changes)
+        );
+    }
+
+    // --- enums and the generated type -----------------------------------
+
+    #[test]
+    fn an_enum_that_appears_or_disappears_is_breaking() {
+        let plain = PARAMS.replace(
+            "items: {type: string, enum: [a, b]}",
+            "items: {type: string}",
+        );
+        let free = spec(&base_paths(&plain, BODY, SECURITY), WEBHOOK);
+        let appeared = diff(&free, &base()).unwrap();
+        assert_eq!(appeared.len(), 1, "{}", render(&appeared));
+        assert!(appeared[0].breaking && appeared[0].change == "now an enum of 2 values");
+        let vanished = only_change(free);
+        assert!(vanished.breaking && vanished.change.starts_with("no longer an enum"));
+    }
+
+    #[test]
+    fn bounds_that_change_the_generated_integer_type_are_breaking() {
+        let unbounded = PARAMS.replace(
+            "{type: integer, minimum: 1, maximum: 100}",
+            "{type: integer, maximum: 100}",
+        );
+        let dropped = only_change(spec(&base_paths(&unbounded, BODY, SECURITY), WEBHOOK));
+        assert!(dropped.breaking, "{dropped:?}");
+        assert_eq!(
+            dropped.change,
+            "generated integer type changes from NonZeroU64 to i64"
+        );
+        let zero = PARAMS.replace("minimum: 1", "minimum: 0");
+        let to_zero = only_change(spec(&base_paths(&zero, BODY, SECURITY), WEBHOOK));
+        assert_eq!(
+            to_zero.change,
+            "generated integer type changes from NonZeroU64 to u64"
+        );
+        let width = PARAMS.replace(
+            "{type: integer, minimum: 1",
+            "{type: integer, format: int32, minimum: 1",
+        );
+        assert!(only_change(spec(&base_paths(&width, BODY, SECURITY), WEBHOOK)).breaking);
+        // A tighter bound that keeps the type is Asana's business.
+        let tighter = PARAMS.replace("minimum: 1", "minimum: 5");
+        let kept = only_change(spec(&base_paths(&tighter, BODY, SECURITY), WEBHOOK));
+        assert_eq!(kept.class, Class::ServerSide, "{kept:?}");
+    }
+
+    #[test]
+    fn a_renamed_operation_id_is_breaking() {
+        let named = |id: &str| {
+            spec(
+                &base_paths(PARAMS, BODY, SECURITY).replace(
+                    "    get:\n",
+                    &format!("    get:\n      operationId: {id}\n"),
+                ),
+                WEBHOOK,
+            )
+        };
+        let changes = diff(&named("getWebhooks"), &named("listWebhooks")).unwrap();
+        assert_eq!(changes.len(), 1, "{}", render(&changes));
+        assert!(
+            changes[0].breaking
+                && changes[0]
+                    .change
+                    .contains("`getWebhooks` to `listWebhooks`")
+        );
+        assert_eq!(changes[0].section, Section::Operation);
+    }
+
+    #[test]
+    fn specs_without_the_extra_schemas_are_comparable() {
+        let without = |text: String| {
+            let mut value: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+            let schemas = value["components"]["schemas"].as_mapping_mut().unwrap();
+            schemas.remove("ErrorResponse");
+            schemas.remove("EventResponse");
+            value
+        };
+        let old = without(serde_yaml::to_string(&base()).unwrap());
+        assert!(diff(&old, &base()).unwrap().is_empty());
+        assert!(diff(&base(), &old).unwrap().is_empty());
+    }
+
+    // --- oneOf, anyOf, additionalProperties, readOnly, writeOnly, default --
+
+    fn webhook_with(extra: &str) -> serde_yaml::Value {
+        spec(
+            &base_paths(PARAMS, BODY, SECURITY),
+            &WEBHOOK.replace(
+                "active: {type: boolean}",
+                &format!("active: {{type: boolean}}, {extra}"),
+            ),
+        )
+    }
+
+    #[test]
+    fn alternatives_maps_access_and_defaults_are_compared() {
+        let one_of = "extra: {oneOf: [{type: string}, {type: integer}]}";
+        let one_of_more = "extra: {oneOf: [{type: string}, {type: integer}, {type: boolean}]}";
+        let changed = diff(&webhook_with(one_of), &webhook_with(one_of_more)).unwrap();
+        assert_eq!(changed.len(), 1, "{}", render(&changed));
+        assert!(changed[0].breaking && changed[0].change == "oneOf alternatives changed");
+        let reordered = "extra: {oneOf: [{type: integer}, {type: string}]}";
+        assert!(
+            diff(&webhook_with(one_of), &webhook_with(reordered))
+                .unwrap()
+                .is_empty()
+        );
+        let any_of = diff(
+            &webhook_with("extra: {anyOf: [{type: string}]}"),
+            &webhook_with("extra: {anyOf: [{type: string}, {type: integer}]}"),
+        )
+        .unwrap();
+        assert!(
+            any_of.len() == 1
+                && any_of[0].breaking
+                && any_of[0].change == "anyOf alternatives changed",
+            "{}",
+            render(&any_of)
+        );
+
+        let map = diff(
+            &webhook_with("extra: {type: object}"),
+            &webhook_with("extra: {type: object, additionalProperties: {type: string}}"),
+        )
+        .unwrap();
+        assert!(
+            map.len() == 1
+                && map[0].breaking
+                && map[0].change == "now allows additional properties"
+        );
+        let values = diff(
+            &webhook_with("extra: {type: object, additionalProperties: {type: string}}"),
+            &webhook_with("extra: {type: object, additionalProperties: {type: integer}}"),
+        )
+        .unwrap();
+        assert!(
+            values.len() == 1 && values[0].breaking && values[0].location.ends_with("{*}"),
+            "{}",
+            render(&values)
+        );
+
+        let read_only = diff(
+            &spec(&base_paths(PARAMS, BODY, SECURITY), WEBHOOK),
+            &spec(
+                &base_paths(
+                    PARAMS,
+                    &BODY.replace(
+                        "note: {type: string}",
+                        "note: {type: string, readOnly: true}",
+                    ),
+                    SECURITY,
+                ),
+                WEBHOOK,
+            ),
+        )
+        .unwrap();
+        assert!(
+            read_only.len() == 1
+                && read_only[0].class == Class::ServerSide
+                && read_only[0].change == "now read-only"
+        );
+        let write_only = diff(
+            &webhook_with("extra: {type: string}"),
+            &webhook_with("extra: {type: string, writeOnly: true}"),
+        )
+        .unwrap();
+        assert!(write_only.len() == 1 && write_only[0].class == Class::NonBreaking);
+
+        let default = diff(
+            &spec(&base_paths(PARAMS, BODY, SECURITY), WEBHOOK),
+            &spec(
+                &base_paths(
+                    &PARAMS.replace("maximum: 100}", "maximum: 100, default: 20}"),
+                    BODY,
+                    SECURITY,
+                ),
+                WEBHOOK,
+            ),
+        )
+        .unwrap();
+        assert!(
+            default.len() == 1
+                && default[0].class == Class::ServerSide
+                && default[0].change == "default changed from none to 20",
+            "{}",
+            render(&default)
+        );
     }
 }

@@ -3,6 +3,7 @@
 mod diff;
 mod fixes;
 mod regen;
+mod report;
 mod surface;
 mod vendor;
 
@@ -16,10 +17,30 @@ commands:
                   regenerate asana-webhooks/src/generated.rs with progenitor
   regen --check   regenerate in memory; print a diff and exit 1 when the
                   committed files are out of date
-  spec-diff OLD NEW [--json] [--allow-breaking] [--acknowledged-in FILE]
+  spec-diff OLD NEW [--format text|markdown|github|json] [--json]
+                  [--ignore-file FILE] [--acknowledged-in FILE] [--allow-breaking]
                   compare the webhooks surfaces of two spec versions (files, or
-                  git revisions of openapi/asana_oas.yaml); exit 1 on a breaking
-                  change unless allowed, or named in FILE (e.g. CHANGELOG.md)
+                  git revisions of openapi/asana_oas.yaml), grouped by operation.
+                  Each change is one of:
+                    breaking     upgrading the crate breaks its users: code that
+                                 compiled no longer compiles, or answers that
+                                 decoded no longer decode (a method, type, field
+                                 or enum variant removed or changed, an
+                                 operationId renamed)
+                    server-side  Asana's contract changed at Asana, whatever the
+                                 crate version (a scope added, an auth
+                                 alternative added or removed, a tighter limit
+                                 or a newly required input that leaves the
+                                 generated Rust unchanged): calls that worked
+                                 may now be refused
+                    non-breaking nothing that worked stops working
+                  --ignore-file (default .spec-diff-ignore when present) lists
+                  accepted changes, one `ID -- REASON` per line.
+                  --acknowledged-in FILE: every breaking and server-side change
+                  must be named in FILE (CHANGELOG.md), by its ID.
+                  exit 0: nothing breaking (and, with --acknowledged-in, all
+                  named); 1: a breaking change (or one not named); 2: could not
+                  compare (missing file, unparsable spec, bad arguments)
   update-spec PATH
                   vendor a new official spec: provenance, regen, spec-diff,
                   CHANGELOG entry
@@ -45,54 +66,70 @@ fn main() -> ExitCode {
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        ExitCode::FAILURE
+        // "Could not check" must not read as "breaking" (exit 1).
+        ExitCode::from(2)
     })
 }
 
+/// The value after `flag`.
+fn value<'a>(flag: &str, rest: &mut std::slice::Iter<'_, &'a str>) -> anyhow::Result<&'a str> {
+    rest.next()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))
+}
+
 fn spec_diff_cmd(old: &str, new: &str, flags: &[&str]) -> anyhow::Result<ExitCode> {
-    let (mut json, mut allow, mut acknowledged) = (false, false, None);
+    let (mut format, mut allow, mut acknowledged, mut ignore_file) =
+        (report::Format::Text, false, None, None);
     let mut rest = flags.iter();
     while let Some(flag) = rest.next() {
         match *flag {
-            "--json" => json = true,
+            "--json" => format = report::Format::Json,
+            "--format" => format = report::Format::parse(value("--format", &mut rest)?)?,
             "--allow-breaking" => allow = true,
-            "--acknowledged-in" => {
-                acknowledged = Some(
-                    *rest
-                        .next()
-                        .ok_or_else(|| anyhow::anyhow!("--acknowledged-in needs a file"))?,
-                )
-            }
+            "--acknowledged-in" => acknowledged = Some(value("--acknowledged-in", &mut rest)?),
+            "--ignore-file" => ignore_file = Some(value("--ignore-file", &mut rest)?),
             other => anyhow::bail!("unknown flag `{other}`\n\n{USAGE}"),
         }
     }
     let root = regen::workspace_root();
-    let changes = diff::diff(&diff::load(&root, old)?, &diff::load(&root, new)?)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&changes)?);
-    } else {
-        print!("{}", diff::render(&changes));
-    }
-    let acknowledged_text = match acknowledged {
-        Some(file) => std::fs::read_to_string(root.join(file)).unwrap_or_default(),
-        None => String::new(),
+    let ignore = match ignore_file {
+        Some(file) => std::fs::read_to_string(root.join(file))
+            .map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?,
+        None => std::fs::read_to_string(root.join(".spec-diff-ignore")).unwrap_or_default(),
     };
-    let unacknowledged: Vec<String> = changes
-        .iter()
-        .filter(|c| c.breaking)
-        .map(diff::Change::id)
-        .filter(|id| !acknowledged_text.contains(id.as_str()))
-        .collect();
-    if unacknowledged.is_empty() || allow {
-        return Ok(ExitCode::SUCCESS);
+    let ignore = report::parse_ignore(&ignore)?;
+    let changes = diff::diff(&diff::load(&root, old)?, &diff::load(&root, new)?)?;
+    let (changes, ignored) = report::apply_ignore(changes, &ignore);
+    print!("{}", report::render(format, &changes, &ignored));
+
+    let breaking = changes.iter().any(|c| c.class == diff::Class::Breaking);
+    let mut failed = breaking && !allow;
+    if let Some(file) = acknowledged {
+        let text = std::fs::read_to_string(root.join(file))
+            .map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?;
+        let unnamed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.class != diff::Class::NonBreaking)
+            .map(diff::Change::id)
+            .filter(|id| !text.contains(id.as_str()))
+            .collect();
+        if !unnamed.is_empty() && !allow {
+            eprintln!(
+                "{} breaking or server-side change(s) not named in {file}:\n  {}",
+                unnamed.len(),
+                unnamed.join("\n  ")
+            );
+            failed = true;
+        } else {
+            failed = false;
+        }
     }
-    eprintln!(
-        "{} breaking change(s) not acknowledged{}:\n  {}",
-        unacknowledged.len(),
-        acknowledged.map(|f| format!(" in {f}")).unwrap_or_default(),
-        unacknowledged.join("\n  ")
-    );
-    Ok(ExitCode::FAILURE)
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn regen_cmd(check: bool) -> anyhow::Result<ExitCode> {

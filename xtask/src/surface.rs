@@ -35,6 +35,16 @@ const INFO_KEYS: &[&str] = &[
 /// extensions (`x-readme` code samples, `x-insert-after`, …) are dropped:
 /// they only drive Asana's documentation site.
 pub fn extract(full: &Value) -> Result<Value> {
+    extract_with(full, true)
+}
+
+/// Like [`extract`], but an extra schema a version lacks is left out
+/// rather than an error: comparisons look at the operations only.
+pub fn extract_lenient(full: &Value) -> Result<Value> {
+    extract_with(full, false)
+}
+
+fn extract_with(full: &Value, extras_required: bool) -> Result<Value> {
     let paths = full
         .get("paths")
         .and_then(Value::as_mapping)
@@ -51,6 +61,7 @@ pub fn extract(full: &Value) -> Result<Value> {
     let mut wanted: BTreeSet<String> = EXTRA_SCHEMAS
         .iter()
         .map(|name| format!("#/components/schemas/{name}"))
+        .filter(|reference| extras_required || resolve(full, reference).is_ok())
         .collect();
     for item in out_paths.values() {
         collect_refs(item, &mut wanted);

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{diff, regen};
+use crate::{diff, regen, report};
 
 const README: &str = "openapi/README.md";
 const CHANGELOG: &str = "CHANGELOG.md";
@@ -55,6 +55,29 @@ fn changelog(root: &Path, entry: &str) -> Result<()> {
     Ok(())
 }
 
+/// The CHANGELOG entry of a spec update: one line naming each breaking and
+/// server-side change (what `spec-diff --acknowledged-in` looks for), then
+/// the grouped markdown report.
+fn changelog_entry(old_sha: &str, new_sha: &str, changes: &[diff::Change]) -> String {
+    let mut entry = format!("- Asana spec updated: sha256 {old_sha} → {new_sha}.\n");
+    for change in changes
+        .iter()
+        .filter(|c| c.class != diff::Class::NonBreaking)
+    {
+        entry.push_str(&format!("  - {}: {}\n", change.class.label(), change.id()));
+    }
+    let markdown = report::render(report::Format::Markdown, changes, &[]);
+    entry.push('\n');
+    for line in markdown.lines() {
+        if line.is_empty() {
+            entry.push('\n');
+        } else {
+            entry.push_str(&format!("  {line}\n"));
+        }
+    }
+    entry
+}
+
 /// Vendors `source`, updates provenance, regenerates, reports, and logs it.
 pub fn run(source: &str) -> Result<()> {
     let root = regen::workspace_root();
@@ -86,13 +109,13 @@ pub fn run(source: &str) -> Result<()> {
         Err(e) => {
             std::fs::write(&vendored, &old_bytes)?;
             std::fs::write(&readme_path, old_readme)?;
-            print!("{}", diff::render(&changes));
+            print!("{}", report::render(report::Format::Text, &changes, &[]));
             return Err(e.context(
                 "regeneration failed, so the new spec was not vendored; adjust xtask/src/fixes.rs",
             ));
         }
     };
-    print!("{}", diff::render(&changes));
+    print!("{}", report::render(report::Format::Text, &changes, &[]));
     let stat = Command::new("git")
         .args([
             "diff",
@@ -109,11 +132,7 @@ pub fn run(source: &str) -> Result<()> {
         String::from_utf8_lossy(&stat.stdout)
     );
 
-    let mut entry = format!("- Asana spec updated: sha256 {old_sha} → {new_sha}.\n");
-    for change in changes.iter().filter(|c| c.breaking) {
-        entry.push_str(&format!("  - breaking: {}\n", change.id()));
-    }
-    changelog(&root, &entry)?;
+    changelog(&root, &changelog_entry(&old_sha, &new_sha, &changes))?;
     println!(
         "added to {CHANGELOG} under Unreleased; review, complete the source line in {README}, and commit"
     );
@@ -137,6 +156,41 @@ mod tests {
                 .to_string()
                 .contains("- source: ")
         );
+    }
+
+    #[test]
+    fn a_spec_update_entry_names_each_change_to_acknowledge_and_groups_the_report() {
+        let changes = vec![
+            diff::Change {
+                operation: "GET /webhooks".into(),
+                section: diff::Section::Security,
+                location: "GET /webhooks".into(),
+                change: "auth alternative `pat` added".into(),
+                class: diff::Class::ServerSide,
+                breaking: false,
+                reason: "r",
+            },
+            diff::Change {
+                operation: "GET /webhooks".into(),
+                section: diff::Section::Parameters,
+                location: "GET /webhooks query parameter `limit`".into(),
+                change: "removed".into(),
+                class: diff::Class::Breaking,
+                breaking: true,
+                reason: "r",
+            },
+        ];
+        let entry = changelog_entry("old", "new", &changes);
+        assert!(
+            entry.contains("  - server-side: GET /webhooks: auth alternative `pat` added\n"),
+            "{entry}"
+        );
+        assert!(
+            entry.contains("  - breaking: GET /webhooks query parameter `limit`: removed\n"),
+            "{entry}"
+        );
+        assert!(entry.contains("  #### `GET /webhooks`"), "{entry}");
+        assert!(entry.contains("1 breaking, 1 server-side"), "{entry}");
     }
 
     #[test]
