@@ -271,14 +271,20 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Awaits a generated operation, mapping its error into ours.
-pub(crate) async fn generated<T>(
+pub(crate) fn generated<T>(
     call: impl std::future::Future<
         Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<()>>,
     >,
-) -> Result<progenitor_client::ResponseValue<T>, Error> {
-    match call.await {
-        Ok(response) => Ok(response),
-        Err(e) => Err(from_generated(e).await),
+) -> impl std::future::Future<Output = Result<progenitor_client::ResponseValue<T>, Error>> {
+    // Both futures are large (kilobytes): boxed before the returned future
+    // exists, the caller's future holds a pointer instead, and every move
+    // of it copies far less.
+    let call = Box::pin(call);
+    async move {
+        match call.await {
+            Ok(response) => Ok(response),
+            Err(e) => Err(Box::pin(from_generated(e)).await),
+        }
     }
 }
 

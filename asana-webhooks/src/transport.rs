@@ -71,13 +71,16 @@ impl ClientHooks<Transport> for generated::Client {
         request: reqwest::Request,
         info: &OperationInfo,
     ) -> reqwest::Result<reqwest::Response> {
-        retry::execute(
+        // Boxed: the retry loop holds reqwest's request future and a spare
+        // request; inline, they would make every operation's future (and
+        // each move of it) kilobytes larger.
+        Box::pin(retry::execute(
             &self.client,
             &self.inner.retry,
             &self.inner.limits,
             request,
             info.operation_id,
-        )
+        ))
         .await
     }
 }
