@@ -311,3 +311,34 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
         "s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_share_commits_and_each_gets_its_own_count() {
+    let db = support::Postgres::start();
+    let a = instance(&db.url(), Duration::from_secs(30)).await;
+    // 60 deliveries at once: each has one event of its own and one that
+    // every delivery repeats.
+    let appends = (0..60).map(|n| {
+        let inbox = a.inbox.clone();
+        tokio::spawn(async move {
+            let own = format!(r#"{{"n":{n}}}"#);
+            inbox.append(delivery(&[&own, r#"{"shared":true}"#])).await
+        })
+    });
+    let mut added = 0;
+    let mut duplicates = 0;
+    for result in futures::future::join_all(appends).await {
+        let appended = result.unwrap().unwrap();
+        assert_eq!(appended.added + appended.duplicates, 2);
+        added += appended.added;
+        duplicates += appended.duplicates;
+    }
+    assert_eq!(
+        (added, duplicates),
+        (61, 59),
+        "the shared event is kept once"
+    );
+    let stats = a.inbox.stats().await.unwrap();
+    assert_eq!(stats.waiting, 61);
+    assert_eq!(stats.duplicates_dropped, 59);
+}

@@ -54,6 +54,114 @@ struct Inner {
     /// The number of stored events as last counted, and when (ms).
     counted: AtomicI64,
     counted_at: AtomicU64,
+    /// Deliveries waiting for the next group commit.
+    batches: tokio::sync::mpsc::Sender<Waiting>,
+}
+
+/// A delivery waiting to be committed, and whom to tell.
+struct Waiting {
+    delivery: IncomingDelivery,
+    reply: tokio::sync::oneshot::Sender<Result<Appended, InboxError>>,
+}
+
+/// Commits the deliveries that arrive while the previous commit is being
+/// flushed in one statement, so one WAL flush serves them all (group
+/// commit); each is answered only after the commit that holds it.
+async fn commit_batches(pool: Pool, mut waiting: tokio::sync::mpsc::Receiver<Waiting>) {
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 512 {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        match commit(&pool, &batch).await {
+            Ok(results) => {
+                for (waiting, appended) in batch.into_iter().zip(results) {
+                    let _ = waiting.reply.send(Ok(appended));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, deliveries = batch.len(), "inbox commit failed");
+                for waiting in batch {
+                    let _ = waiting.reply.send(Err(storage(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// One statement, so one atomic commit: the keys not seen before are
+/// recorded and their events stored, in arrival order; returns what each
+/// delivery added.
+async fn commit(pool: &Pool, batch: &[Waiting]) -> Result<Vec<Appended>, String> {
+    let mut results = vec![Appended::default(); batch.len()];
+    let mut seen = std::collections::HashSet::new();
+    let (mut index, mut targets, mut gids, mut keys, mut events) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (d, waiting) in batch.iter().enumerate() {
+        let delivery = &waiting.delivery;
+        for event in &delivery.events {
+            let key = dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), event);
+            if !seen.insert(key) {
+                results[d].duplicates += 1;
+                continue;
+            }
+            index.push(d as i32);
+            targets.push(delivery.target.as_str());
+            gids.push(delivery.webhook_gid.as_deref());
+            keys.push(key);
+            events.push(event.get());
+        }
+    }
+    let key_slices: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+    let client = pool.get().await.map_err(|e| e.to_string())?;
+    let rows = client
+        .query(
+            "WITH incoming AS (
+                 SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::bytea[], $5::text[])
+                     WITH ORDINALITY AS t(d, target, gid, key, event, n)),
+             fresh AS (
+                 INSERT INTO asana_webhooks_seen (key) SELECT key FROM incoming
+                 ON CONFLICT DO NOTHING RETURNING key),
+             added AS (
+                 INSERT INTO asana_webhooks_inbox (target, webhook_gid, event)
+                 SELECT i.target, i.gid, i.event FROM incoming i JOIN fresh f ON f.key = i.key
+                 ORDER BY i.n RETURNING 1)
+             SELECT i.d, count(*) FROM incoming i JOIN fresh f ON f.key = i.key GROUP BY i.d",
+            &[&index, &targets, &gids, &key_slices, &events],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut offered = vec![0usize; batch.len()];
+    for d in &index {
+        offered[*d as usize] += 1;
+    }
+    for row in rows {
+        let d = row.get::<_, i32>(0) as usize;
+        results[d].added = row.get::<_, i64>(1) as usize;
+    }
+    let mut duplicates = 0;
+    for (d, result) in results.iter_mut().enumerate() {
+        result.duplicates += offered[d] - result.added;
+        duplicates += result.duplicates;
+    }
+    if duplicates > 0 {
+        // Statistics only, after the commit that matters: a failure here
+        // must not turn committed deliveries into refused ones.
+        if let Err(e) = client
+            .execute(
+                "INSERT INTO asana_webhooks_counters (name, value) VALUES ('duplicates', $1)
+                 ON CONFLICT (name) DO UPDATE SET value = asana_webhooks_counters.value + $1",
+                &[&(duplicates as i64)],
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not count dropped repeats");
+        }
+    }
+    Ok(results)
 }
 
 /// How long a count of stored events is trusted for the size limit.
@@ -107,6 +215,8 @@ impl PostgresInbox {
         let kick = Arc::new(Notify::new());
         tokio::spawn(listen(config, Arc::downgrade(&wake)));
         tokio::spawn(notify_others(pool.clone(), Arc::downgrade(&kick)));
+        let (batches, waiting) = tokio::sync::mpsc::channel(4096);
+        tokio::spawn(commit_batches(pool.clone(), waiting));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -119,6 +229,7 @@ impl PostgresInbox {
                 appends: AtomicU64::new(0),
                 counted: AtomicI64::new(0),
                 counted_at: AtomicU64::new(0),
+                batches,
             }),
         })
     }
@@ -273,58 +384,25 @@ impl Inbox for PostgresInbox {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);
         }
-        let client = self.inner.pool.get().await.map_err(storage)?;
-        let waiting = self.stored_count(&client).await?;
+        // No connection is held while waiting for the commit: the writer
+        // needs one from the same pool.
+        let waiting = {
+            let client = self.inner.pool.get().await.map_err(storage)?;
+            self.stored_count(&client).await?
+        };
         if waiting + delivery.events.len() as i64 > self.inner.max_events {
             return Err(InboxError::Full {
                 waiting_bytes: waiting as u64,
                 max_bytes: self.inner.max_events as u64,
             });
         }
-        let mut appended = Appended::default();
-        let (mut keys, mut events) = (Vec::new(), Vec::new());
-        for event in &delivery.events {
-            let key = dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), event);
-            if keys.contains(&key) {
-                appended.duplicates += 1;
-                continue;
-            }
-            keys.push(key);
-            events.push(event.get());
-        }
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
-        // One statement, so one round trip and one atomic commit: the keys
-        // not seen before are recorded and their events stored, in order.
-        let added: i64 = client
-            .query_one(
-                "WITH incoming AS (
-                     SELECT key, event, n FROM unnest($1::bytea[], $2::text[]) WITH ORDINALITY AS t(key, event, n)),
-                 fresh AS (
-                     INSERT INTO asana_webhooks_seen (key) SELECT key FROM incoming
-                     ON CONFLICT DO NOTHING RETURNING key),
-                 added AS (
-                     INSERT INTO asana_webhooks_inbox (target, webhook_gid, event)
-                     SELECT $3, $4, i.event FROM incoming i JOIN fresh f ON f.key = i.key ORDER BY i.n
-                     RETURNING 1)
-                 SELECT count(*) FROM added",
-                &[&keys, &events, &delivery.target.as_str(), &delivery.webhook_gid],
-            )
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .batches
+            .send(Waiting { delivery, reply })
             .await
-            .map_err(storage)?
-            .get(0);
-        appended.added = added as usize;
-        appended.duplicates += events.len() - appended.added;
-        if appended.duplicates > 0 {
-            // Statistics only: outside the commit that matters.
-            client
-                .execute(
-                    "INSERT INTO asana_webhooks_counters (name, value) VALUES ('duplicates', $1)
-                     ON CONFLICT (name) DO UPDATE SET value = asana_webhooks_counters.value + $1",
-                    &[&(appended.duplicates as i64)],
-                )
-                .await
-                .map_err(storage)?;
-        }
+            .map_err(|_| InboxError::Closed)?;
+        let appended = answer.await.map_err(|_| InboxError::Closed)??;
         // Forget keys past Asana's retry horizon now and then.
         if self
             .inner
@@ -332,6 +410,7 @@ impl Inbox for PostgresInbox {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(1000)
         {
+            let client = self.inner.pool.get().await.map_err(storage)?;
             client
                 .execute(
                     "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
