@@ -559,6 +559,14 @@ async fn unsigned_or_unknown_large_bodies_are_refused_before_they_are_read() {
             String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 401"),
             "{path} {extra}"
         );
+        // …and the connection is closed at once, not left waiting for a
+        // body nobody will read (the idle timeout here is 400 ms).
+        assert!(
+            closed_within(&mut stream, Duration::from_millis(250))
+                .await
+                .is_some(),
+            "{path} {extra}: closed after the refusal"
+        );
     }
 }
 

@@ -40,10 +40,20 @@ fn store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> 
 }
 
 fn too_large() -> Response {
-    answer(
+    unread(answer(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body exceeds the receiver's limit\n",
-    )
+    ))
+}
+
+/// Marks an answer given before the body was read in full: the connection
+/// is closed after it, instead of waiting for a body nobody will read.
+fn unread(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 pub(super) async fn handle<S: SecretStore>(
@@ -156,10 +166,10 @@ async fn read_body<S: SecretStore>(
         )),
         Err(_) => {
             refusal!(SLOW_BODY, %target, "a request body was not sent within the read timeout");
-            Err(answer(
+            Err(unread(answer(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body was not sent in time\n",
-            ))
+            )))
         }
     }
 }
@@ -181,7 +191,10 @@ async fn delivery<S: SecretStore>(
         Ok(signature) => signature,
         Err(e) => {
             refusal!(UNSIGNED, %target, error = %e, "refused a delivery");
-            return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
+            return unread(answer(
+                StatusCode::UNAUTHORIZED,
+                "invalid X-Hook-Signature\n",
+            ));
         }
     };
     let stored = match store.secrets_for(&target).await {
@@ -193,10 +206,10 @@ async fn delivery<S: SecretStore>(
         match store.pending_secrets(&target).await {
             Ok(secrets) if secrets.is_empty() => {
                 refusal!(UNKNOWN_TARGET, %target, "refused a delivery: no secret is known for this target");
-                return answer(
+                return unread(answer(
                     StatusCode::UNAUTHORIZED,
                     "no webhook secret is known for this target\n",
-                );
+                ));
             }
             Ok(secrets) => pending = Some(secrets),
             Err(e) => return store_unavailable(&target, &e),
