@@ -247,18 +247,21 @@ fn spawn_consumer(inbox: impl Inbox) {
     });
 }
 
+/// A store holding the benchmark's secret for `/hooks`.
+async fn bench_store() -> MemorySecretStore {
+    let store = MemorySecretStore::new();
+    let key = TargetKey::from_path_and_query("/hooks");
+    store
+        .save(StoredSecret::new(key, "0", HookSecret::new(SECRET)))
+        .await
+        .unwrap();
+    store
+}
+
 /// The in-memory and the durable receiver, 1 KiB deliveries, 32 connections.
 async fn durable_throughput() -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret::new(
-            TargetKey::from_path_and_query("/hooks"),
-            "0",
-            HookSecret::new(SECRET),
-        ))
-        .await
-        .unwrap();
+    let store = bench_store().await;
     let memory_inbox = MemoryInbox::new();
     let memory = serve(
         Receiver::builder(store.clone())
@@ -450,15 +453,7 @@ async fn postgres_throughput() {
         instances.push(serve(Receiver::builder(store).build_with_inbox(inbox).router()).await);
     }
     let dir = tempfile::tempdir().unwrap();
-    let store = MemorySecretStore::new();
-    store
-        .save(StoredSecret::new(
-            TargetKey::from_path_and_query("/hooks"),
-            "0",
-            HookSecret::new(SECRET),
-        ))
-        .await
-        .unwrap();
+    let store = bench_store().await;
     let file_inbox = FileInbox::open(dir.path().join("bench.redb"))
         .await
         .unwrap();

@@ -63,6 +63,17 @@ impl Drop for Running {
     }
 }
 
+/// A running sandbox process and the base URL it printed.
+fn sandbox() -> (Running, String) {
+    let sandbox = Running::start(
+        &["sandbox", "--addr", "127.0.0.1:0", "--time-scale", "3600"],
+        &[],
+    );
+    let banner = sandbox.line_with("--base-url");
+    let base_url = banner.rsplit(' ').next().unwrap().to_string();
+    (sandbox, base_url)
+}
+
 /// Runs a command to completion: (exit code, stdout, stderr).
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(BIN)
@@ -89,12 +100,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn the_whole_lifecycle_from_the_command_line() {
-    let sandbox = Running::start(
-        &["sandbox", "--addr", "127.0.0.1:0", "--time-scale", "3600"],
-        &[],
-    );
-    let banner = sandbox.line_with("--base-url");
-    let base_url = banner.rsplit(' ').next().unwrap().to_string();
+    let (_sandbox, base_url) = sandbox();
     let env = [
         ("ASANA_TOKEN", "cli-token"),
         ("ASANA_BASE_URL", base_url.as_str()),
@@ -253,12 +259,7 @@ fn help_teaches_the_handshake_and_lists_the_seeded_objects() {
 
 #[test]
 fn listen_runs_several_webhooks_on_one_target() {
-    let sandbox = Running::start(
-        &["sandbox", "--addr", "127.0.0.1:0", "--time-scale", "3600"],
-        &[],
-    );
-    let banner = sandbox.line_with("--base-url");
-    let base_url = banner.rsplit(' ').next().unwrap().to_string();
+    let (_sandbox, base_url) = sandbox();
     let env = [
         ("ASANA_TOKEN", "cli-token"),
         ("ASANA_BASE_URL", base_url.as_str()),

@@ -260,6 +260,42 @@ async fn the_pending_secret_answers_the_heartbeat_and_holds_events_until_confirm
     assert_eq!(webhook_gid, Some(gid));
 }
 
+/// After a create that timed out: the secret of the webhook Asana made
+/// ends up stored (`why` says how), and its deliveries verify.
+async fn secret_recovered_after_timeout(
+    asana: &FakeAsana,
+    store: &MemorySecretStore,
+    notifications: &mut Notifications,
+    target: &str,
+    err: Error,
+    why: &str,
+) -> String {
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
+        "{err:?}"
+    );
+    let (gid, _, secret) = asana.created().pop().unwrap();
+    assert!(
+        eventually(|| {
+            let (store, gid) = (store.clone(), gid.clone());
+            async move { store.by_gid(&gid).await.unwrap().is_some() }
+        })
+        .await,
+        "{why}"
+    );
+    let body = events_body();
+    let signature = hmac_hex(&secret, body.as_bytes());
+    assert_eq!(
+        deliver(target, body.as_bytes(), Some(&signature)).await,
+        200
+    );
+    assert!(matches!(
+        next(notifications).await,
+        Notification::Events { .. }
+    ));
+    gid
+}
+
 // 5. A create that times out loses its secret.
 #[tokio::test]
 async fn a_create_answered_after_its_timeout_still_stores_its_secret() {
@@ -274,34 +310,16 @@ async fn a_create_answered_after_its_timeout_still_stores_its_secret() {
         .send()
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
-        "{err:?}"
-    );
-    let (gid, _, secret) = asana.created().pop().unwrap();
-    let store = receiver.store().clone();
-    assert!(
-        eventually(|| {
-            let (store, gid) = (store.clone(), gid.clone());
-            async move { store.by_gid(&gid).await.unwrap().is_some() }
-        })
-        .await,
-        "the late 201 stored the secret"
-    );
-    let body = events_body();
-    assert_eq!(
-        deliver(
-            &target,
-            body.as_bytes(),
-            Some(&hmac_hex(&secret, body.as_bytes()))
-        )
-        .await,
-        200
-    );
-    assert!(matches!(
-        next(&mut notifications).await,
-        Notification::Events { .. }
-    ));
+    let why = "the late 201 stored the secret";
+    let gid = secret_recovered_after_timeout(
+        &asana,
+        receiver.store(),
+        &mut notifications,
+        &target,
+        err,
+        why,
+    )
+    .await;
     assert_eq!(asana.live(), [gid]);
 }
 
@@ -320,34 +338,16 @@ async fn a_create_whose_answer_never_comes_is_looked_up_and_its_secret_stored() 
         .send()
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, Error::Handshake(HandshakeError::Timeout(_))),
-        "{err:?}"
-    );
-    let (gid, _, secret) = asana.created().pop().unwrap();
-    let store = receiver.store().clone();
-    assert!(
-        eventually(|| {
-            let (store, gid) = (store.clone(), gid.clone());
-            async move { store.by_gid(&gid).await.unwrap().is_some() }
-        })
-        .await,
-        "the webhook was found by listing the resource and its one echoed secret stored"
-    );
-    let body = events_body();
-    assert_eq!(
-        deliver(
-            &target,
-            body.as_bytes(),
-            Some(&hmac_hex(&secret, body.as_bytes()))
-        )
-        .await,
-        200
-    );
-    assert!(matches!(
-        next(&mut notifications).await,
-        Notification::Events { .. }
-    ));
+    let why = "the webhook was found by listing the resource and its one echoed secret stored";
+    secret_recovered_after_timeout(
+        &asana,
+        receiver.store(),
+        &mut notifications,
+        &target,
+        err,
+        why,
+    )
+    .await;
 }
 
 #[tokio::test]
