@@ -57,6 +57,7 @@ pub(super) const LIMIT_KEYS: &[&str] = &[
     "minItems",
     "maxItems",
     "pattern",
+    "multipleOf",
 ];
 
 pub(super) const METHODS: &[&str] = &[

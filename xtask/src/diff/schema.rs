@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::model::Schema;
-use super::rust_type::{describe, integer_type, tighter};
+use super::rust_type::{self, describe, tighter};
 use super::{Change, Class, push};
 
 /// Requests and responses break in opposite directions.
@@ -23,7 +23,7 @@ pub(super) fn diff_schema(
     out: &mut Vec<Change>,
 ) {
     let request = side == Side::Request;
-    if old.kind != new.kind || old.format != new.format {
+    if old.kind != new.kind {
         push(
             out,
             Class::Breaking,
@@ -33,16 +33,31 @@ pub(super) fn diff_schema(
         );
         return;
     }
-    if let (Some(a), Some(b)) = (integer_type(old), integer_type(new))
-        && a != b
-    {
+    let (old_type, new_type) = (rust_type::scalar(old), rust_type::scalar(new));
+    let type_changed = old_type != new_type && old_type.is_some() && new_type.is_some();
+    if type_changed {
         push(
             out,
             Class::Breaking,
             location,
-            format!("generated integer type changes from {a} to {b}"),
-            "its bounds changed the generated Rust type",
+            format!(
+                "generated type changes from {} to {}",
+                old_type.as_deref().unwrap_or_default(),
+                new_type.as_deref().unwrap_or_default()
+            ),
+            "its format or limits changed the generated Rust type",
         );
+    } else if old.format != new.format {
+        let change = format!("format changed from {} to {}", describe(old), describe(new));
+        let (class, reason) = if request && new.format.is_some() {
+            (
+                Class::ServerSide,
+                "the generated type is unchanged; Asana may refuse values it took before",
+            )
+        } else {
+            (Class::NonBreaking, "the generated type is unchanged")
+        };
+        push(out, class, location, change, reason);
     }
     match (&old.variants, &new.variants) {
         (Some(a), Some(b)) if a != b => push(
@@ -196,17 +211,16 @@ pub(super) fn diff_schema(
         ),
         (None, None) => {}
     }
-    let same_type = integer_type(old) == integer_type(new);
+    // Limits that changed the generated type were reported as that; the
+    // others are Asana's to enforce, except that a validating string
+    // newtype also checks answers when it decodes them.
+    let validating = new_type.as_deref().is_some_and(|t| t.contains("newtype"));
     let keys: BTreeSet<&String> = old.limits.keys().chain(new.limits.keys()).collect();
-    for key in keys {
+    for key in keys.into_iter().filter(|_| !type_changed) {
         let (a, b) = (old.limits.get(key), new.limits.get(key));
         let Some(tighter) = tighter(key, a, b) else {
             continue;
         };
-        if !same_type && matches!(key.as_str(), "minimum" | "exclusiveMinimum") {
-            // Already reported as a change of the generated type.
-            continue;
-        }
         let change = format!(
             "{key} changed from {} to {}",
             a.map_or("none".into(), Value::to_string),
@@ -215,13 +229,20 @@ pub(super) fn diff_schema(
         let (class, reason) = match (request, tighter) {
             (true, true) => (
                 Class::ServerSide,
-                "Asana may refuse requests it took before",
+                "Asana may refuse requests it took before; the generated type is unchanged",
             ),
             (true, false) => (Class::NonBreaking, "more requests are accepted"),
-            (false, true) => (Class::NonBreaking, "answers stay within the old range"),
+            (false, true) if validating => (
+                Class::Breaking,
+                "the generated newtype refuses answers it decoded before",
+            ),
+            (false, true) => (
+                Class::NonBreaking,
+                "answers stay within the old range; the generated type does not check it",
+            ),
             (false, false) => (
                 Class::NonBreaking,
-                "answers may be wider; the generated type is unchanged",
+                "answers may be wider; the generated type does not check it",
             ),
         };
         push(out, class, location, change, reason);

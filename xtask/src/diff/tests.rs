@@ -233,7 +233,13 @@ fn parameter_types_constraints_and_enum_values() {
         ),
         WEBHOOK,
     ));
-    assert!(new_max.class == Class::ServerSide && new_max.change.contains("maxLength"));
+    // A length limit makes the generator wrap the string in a validating newtype.
+    assert!(
+        new_max.breaking
+            && new_max.change
+                == "generated type changes from String to a validating newtype around String",
+        "{new_max:?}"
+    );
     let value_added = only_change(spec(
         &base_paths(
             &PARAMS.replace("enum: [a, b]", "enum: [a, b, c]"),
@@ -304,7 +310,10 @@ fn response_properties_at_any_depth() {
         "name: {type: string}",
         "name: {type: string, format: date-time}",
     )));
-    assert!(format.breaking && format.change.contains("string (date-time)"));
+    assert!(
+        format.breaking && format.change == "generated type changes from String to DateTime<Utc>",
+        "{format:?}"
+    );
     let nullable = only_change(variant(&WEBHOOK.replace(
         "name: {type: string}",
         "name: {type: string, nullable: true}",
@@ -422,23 +431,59 @@ fn bounds_that_change_the_generated_integer_type_are_breaking() {
     assert!(dropped.breaking, "{dropped:?}");
     assert_eq!(
         dropped.change,
-        "generated integer type changes from NonZeroU64 to i64"
+        "generated type changes from NonZeroU64 to i64"
     );
+    // 0..=100 matches no integer type's range exactly: the generator falls
+    // back to i64 (0 alone, without the maximum, would give u64).
     let zero = PARAMS.replace("minimum: 1", "minimum: 0");
     let to_zero = only_change(spec(&base_paths(&zero, BODY, SECURITY), WEBHOOK));
     assert_eq!(
         to_zero.change,
-        "generated integer type changes from NonZeroU64 to u64"
+        "generated type changes from NonZeroU64 to i64"
+    );
+    let unsigned = PARAMS.replace("minimum: 1, maximum: 100", "minimum: 0");
+    let to_u64 = only_change(spec(&base_paths(&unsigned, BODY, SECURITY), WEBHOOK));
+    assert_eq!(
+        to_u64.change,
+        "generated type changes from NonZeroU64 to u64"
     );
     let width = PARAMS.replace(
         "{type: integer, minimum: 1",
         "{type: integer, format: int32, minimum: 1",
     );
     assert!(only_change(spec(&base_paths(&width, BODY, SECURITY), WEBHOOK)).breaking);
-    // A tighter bound that keeps the type is Asana's business.
-    let tighter = PARAMS.replace("minimum: 1", "minimum: 5");
+    // Any minimum other than 1 loses the NonZero type, even a tighter one.
+    let five = PARAMS.replace("minimum: 1", "minimum: 5");
+    let to_five = only_change(spec(&base_paths(&five, BODY, SECURITY), WEBHOOK));
+    assert!(to_five.breaking, "{to_five:?}");
+    // A tighter bound or a format that keeps the type is Asana's business.
+    let tighter = PARAMS.replace("maximum: 100", "maximum: 50");
     let kept = only_change(spec(&base_paths(&tighter, BODY, SECURITY), WEBHOOK));
     assert_eq!(kept.class, Class::ServerSide, "{kept:?}");
+    let int64 = PARAMS.replace(
+        "{type: integer, minimum: 1",
+        "{type: integer, format: int64, minimum: 1",
+    );
+    let same = only_change(spec(&base_paths(&int64, BODY, SECURITY), WEBHOOK));
+    assert!(
+        same.class == Class::ServerSide && same.change.starts_with("format changed"),
+        "{same:?}"
+    );
+    // A string format the generator does not map is no type change.
+    let uri = base_paths(PARAMS, BODY, SECURITY);
+    let changes = diff(
+        &spec(&uri, WEBHOOK),
+        &spec(
+            &uri,
+            &WEBHOOK.replace("name: {type: string}", "name: {type: string, format: uri}"),
+        ),
+    )
+    .unwrap();
+    assert!(
+        changes.len() == 1 && changes[0].class == Class::NonBreaking,
+        "{}",
+        render(&changes)
+    );
 }
 
 #[test]
