@@ -7,6 +7,18 @@ use serde_json::Value;
 
 use crate::surface;
 
+/// `additionalProperties`, in the three forms the generator tells apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) enum Additional {
+    /// Absent or `true`: unknown fields are ignored.
+    #[default]
+    Open,
+    /// `false`: unknown fields are refused.
+    Closed,
+    /// A schema (`{}` included): the values of a map or an `extra` field.
+    Typed(Box<Schema>),
+}
+
 /// A schema reduced to what matters for compatibility.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Schema {
@@ -21,9 +33,8 @@ pub(super) struct Schema {
     /// `oneOf`/`anyOf` alternatives, each as its normalised text (order
     /// does not matter).
     pub(super) variants: Option<(String, BTreeSet<String>)>,
-    /// `additionalProperties`: `Some(None)` for `true`, `Some(Some(..))`
-    /// for a schema (a map type either way).
-    pub(super) additional: Option<Option<Box<Schema>>>,
+    /// `additionalProperties`.
+    pub(super) additional: Additional,
     pub(super) read_only: bool,
     pub(super) write_only: bool,
     pub(super) default: Option<Value>,
@@ -239,11 +250,9 @@ pub(super) fn normalize(doc: &Value, schema: &Value, depth: usize) -> Schema {
             Some((key.to_string(), texts))
         }),
         additional: match schema.get("additionalProperties") {
-            Some(Value::Bool(true)) => Some(None),
-            Some(value @ Value::Object(_)) => {
-                Some(Some(Box::new(normalize(doc, value, depth + 1))))
-            }
-            _ => None,
+            None | Some(Value::Bool(true)) => Additional::Open,
+            Some(Value::Bool(false)) => Additional::Closed,
+            Some(value) => Additional::Typed(Box::new(normalize(doc, value, depth + 1))),
         },
         read_only: schema
             .get("readOnly")
@@ -282,7 +291,7 @@ pub(super) fn merge(into: &mut Schema, from: Schema) {
     if from.variants.is_some() {
         into.variants = from.variants;
     }
-    if from.additional.is_some() {
+    if from.additional != Additional::Open {
         into.additional = from.additional;
     }
     into.read_only |= from.read_only;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::model::Schema;
+use super::model::{Additional, Schema};
 use super::rust_type::{self, describe, tighter};
 use super::{Change, Class, push};
 
@@ -20,6 +20,94 @@ pub(super) fn diff_schema(
     old: &Schema,
     new: &Schema,
     side: Side,
+    out: &mut Vec<Change>,
+) {
+    diff_value(location, old, new, side, false, out);
+}
+
+/// Whether a struct field is generated as `Option<T>`: when it is nullable,
+/// or optional with neither a default nor an empty value of its own (an
+/// optional array or map is a plain `Vec`/map that defaults to empty).
+fn option_field(schema: &Schema, required: bool) -> bool {
+    let empty_value = schema.kind.as_deref() == Some("array")
+        || (schema.kind.as_deref() == Some("object")
+            && schema.properties.is_empty()
+            && schema.additional != Additional::Closed);
+    schema.nullable || (!required && schema.default.is_none() && !empty_value)
+}
+
+/// Compares a property's field: whether it is required, nullable or has a
+/// default decides between `T` and `Option<T>`; only that is breaking.
+fn diff_field(
+    at: &str,
+    old: (&Schema, bool),
+    new: (&Schema, bool),
+    side: Side,
+    out: &mut Vec<Change>,
+) {
+    let ((before, was), (after, is)) = (old, new);
+    let state = |flag: bool, yes: &str, no: &str| format!("now {}", if flag { yes } else { no });
+    if option_field(before, was) != option_field(after, is) {
+        let change = if was != is {
+            state(is, "required", "optional")
+        } else if before.nullable != after.nullable {
+            state(after.nullable, "nullable", "not nullable")
+        } else {
+            state(
+                after.default.is_some(),
+                "with a default",
+                "without a default",
+            )
+        };
+        push(
+            out,
+            Class::Breaking,
+            at,
+            change,
+            "the generated field changes between `T` and `Option<T>`",
+        );
+    } else {
+        let request = side == Side::Request;
+        if was != is {
+            let (class, reason) = if request && is {
+                (
+                    Class::ServerSide,
+                    "Asana refuses requests without it; the generated field keeps its type",
+                )
+            } else {
+                (Class::NonBreaking, "the generated field keeps its type")
+            };
+            push(out, class, at, state(is, "required", "optional"), reason);
+        }
+        if before.nullable != after.nullable {
+            let (class, reason) = if request && !after.nullable {
+                (
+                    Class::ServerSide,
+                    "Asana refuses requests that send null; the generated field keeps its type",
+                )
+            } else {
+                (
+                    Class::NonBreaking,
+                    "the generated field is an `Option` either way",
+                )
+            };
+            push(
+                out,
+                class,
+                at,
+                state(after.nullable, "nullable", "not nullable"),
+                reason,
+            );
+        }
+    }
+}
+
+fn diff_value(
+    location: &str,
+    old: &Schema,
+    new: &Schema,
+    side: Side,
+    as_field: bool,
     out: &mut Vec<Change>,
 ) {
     let request = side == Side::Request;
@@ -83,32 +171,8 @@ pub(super) fn diff_schema(
         ),
         _ => {}
     }
-    match (&old.additional, &new.additional) {
-        (None, Some(_)) => push(
-            out,
-            Class::Breaking,
-            location,
-            "now allows additional properties".into(),
-            "the generated Rust type becomes a map",
-        ),
-        (Some(_), None) => push(
-            out,
-            Class::Breaking,
-            location,
-            "no longer allows additional properties".into(),
-            "the generated map type disappears",
-        ),
-        (Some(Some(a)), Some(Some(b))) => diff_schema(&format!("{location}{{*}}"), a, b, side, out),
-        (Some(None), Some(Some(_))) | (Some(Some(_)), Some(None)) => push(
-            out,
-            Class::Breaking,
-            location,
-            "additional properties' type changed".into(),
-            "the generated map's value type changes",
-        ),
-        _ => {}
-    }
-    if old.nullable != new.nullable {
+    diff_additional(location, old, new, side, out);
+    if old.nullable != new.nullable && !as_field {
         let (class, reason) = match (request, new.nullable) {
             (false, true) => (
                 Class::Breaking,
@@ -260,17 +324,8 @@ pub(super) fn diff_schema(
             }
             Some(new_property) => {
                 let (was, is) = (old.required.contains(name), new.required.contains(name));
-                if was != is {
-                    let state = if is { "required" } else { "optional" };
-                    push(
-                        out,
-                        Class::Breaking,
-                        &at,
-                        format!("now {state}"),
-                        "the generated field changes between `T` and `Option<T>`",
-                    );
-                }
-                diff_schema(&at, property, new_property, side, out);
+                diff_field(&at, (property, was), (new_property, is), side, out);
+                diff_value(&at, property, new_property, side, true, out);
             }
         }
     }
@@ -315,5 +370,55 @@ pub(super) fn diff_schema(
             );
         }
         (None, None) => {}
+    }
+}
+
+/// `additionalProperties`, as the generator reads it: on an object without
+/// properties it decides the map's value type; on a struct, a schema adds a
+/// flattened `extra` map and `false` refuses unknown fields when decoding.
+fn diff_additional(location: &str, old: &Schema, new: &Schema, side: Side, out: &mut Vec<Change>) {
+    let is_struct = !new.properties.is_empty();
+    let mut report =
+        |class, change: &str, reason| push(out, class, location, change.into(), reason);
+    match (&old.additional, &new.additional) {
+        (Additional::Typed(a), Additional::Typed(b)) => {
+            diff_schema(&format!("{location}{{*}}"), a, b, side, out)
+        }
+        (Additional::Open, Additional::Closed) if is_struct => {
+            if side == Side::Response {
+                report(
+                    Class::Breaking,
+                    "no longer allows additional properties",
+                    "the generated struct refuses unknown fields: answers carrying one no longer decode",
+                )
+            } else {
+                report(
+                    Class::NonBreaking,
+                    "no longer allows additional properties",
+                    "requests only ever send the listed fields",
+                )
+            }
+        }
+        (Additional::Closed, Additional::Open) if is_struct => report(
+            Class::NonBreaking,
+            "allows additional properties",
+            "the generated struct stops refusing unknown fields",
+        ),
+        (a, b) if a == b => {}
+        (_, Additional::Typed(_)) => report(
+            Class::Breaking,
+            "now allows typed additional properties",
+            "the generated type becomes (or gains) a map of them",
+        ),
+        (Additional::Typed(_), _) => report(
+            Class::Breaking,
+            "no longer allows typed additional properties",
+            "the generated map of them disappears",
+        ),
+        _ => report(
+            Class::Breaking,
+            "additional properties changed",
+            "an object without properties turns between a map and an empty struct",
+        ),
     }
 }

@@ -314,11 +314,23 @@ fn response_properties_at_any_depth() {
         format.breaking && format.change == "generated type changes from String to DateTime<Utc>",
         "{format:?}"
     );
+    // An optional field is an `Option` already: null in answers decodes.
     let nullable = only_change(variant(&WEBHOOK.replace(
         "name: {type: string}",
         "name: {type: string, nullable: true}",
     )));
-    assert!(nullable.breaking && nullable.change == "now nullable");
+    assert!(
+        nullable.class == Class::NonBreaking && nullable.change == "now nullable",
+        "{nullable:?}"
+    );
+    // A required one turns from `String` into `Option<String>`.
+    let required_nullable = only_change(variant(
+        &WEBHOOK.replace("gid: {type: string}", "gid: {type: string, nullable: true}"),
+    ));
+    assert!(
+        required_nullable.breaking && required_nullable.change == "now nullable",
+        "{required_nullable:?}"
+    );
     let optional = only_change(variant(&WEBHOOK.replace("required: [gid]", "required: []")));
     assert!(optional.breaking && optional.change == "now optional");
 }
@@ -564,7 +576,9 @@ fn alternatives_maps_access_and_defaults_are_compared() {
     )
     .unwrap();
     assert!(
-        map.len() == 1 && map[0].breaking && map[0].change == "now allows additional properties"
+        map.len() == 1
+            && map[0].breaking
+            && map[0].change == "now allows typed additional properties"
     );
     let values = diff(
         &webhook_with("extra: {type: object, additionalProperties: {type: string}}"),
@@ -623,4 +637,116 @@ fn alternatives_maps_access_and_defaults_are_compared() {
         "{}",
         render(&default)
     );
+}
+
+#[test]
+fn a_field_is_breaking_only_when_it_turns_between_t_and_option() {
+    let tags = |extra: &str| {
+        webhook_with(&format!(
+            "tags: {{type: array, items: {{type: string}}{extra}}}"
+        ))
+    };
+    // An optional array is a `Vec` that defaults to empty: required or not,
+    // the field keeps its type.
+    let required = diff(
+        &tags(""),
+        &spec(
+            &base_paths(PARAMS, BODY, SECURITY),
+            &WEBHOOK
+                .replace("required: [gid]", "required: [gid, tags]")
+                .replace(
+                    "active: {type: boolean}",
+                    "active: {type: boolean}, tags: {type: array, items: {type: string}}",
+                ),
+        ),
+    )
+    .unwrap();
+    assert!(
+        required.len() == 1
+            && required[0].class == Class::NonBreaking
+            && required[0].change == "now required",
+        "{}",
+        render(&required)
+    );
+    // In a request the same change is Asana refusing calls without it.
+    let before = spec(
+        &base_paths(
+            PARAMS,
+            &BODY.replace(
+                "note: {type: string}",
+                "note: {type: string}, filters: {type: array, items: {type: string}}",
+            ),
+            SECURITY,
+        ),
+        WEBHOOK,
+    );
+    let after = spec(
+        &base_paths(
+            PARAMS,
+            &BODY
+                .replace("required: [resource]", "required: [resource, filters]")
+                .replace(
+                    "note: {type: string}",
+                    "note: {type: string}, filters: {type: array, items: {type: string}}",
+                ),
+            SECURITY,
+        ),
+        WEBHOOK,
+    );
+    let now_required = diff(&before, &after).unwrap();
+    assert!(
+        now_required.len() == 1 && now_required[0].class == Class::ServerSide,
+        "{}",
+        render(&now_required)
+    );
+    // A default on an optional scalar makes the generator drop the `Option`.
+    let defaulted = diff(
+        &webhook_with("extra: {type: string}"),
+        &webhook_with("extra: {type: string, default: x}"),
+    )
+    .unwrap();
+    let field = defaulted
+        .iter()
+        .find(|c| c.change == "now with a default")
+        .unwrap_or_else(|| panic!("{}", render(&defaulted)));
+    assert!(field.breaking);
+}
+
+#[test]
+fn additional_properties_false_refuses_unknown_fields_in_answers() {
+    let object = "extra: {type: object, properties: {a: {type: string}}}";
+    let closed =
+        "extra: {type: object, properties: {a: {type: string}}, additionalProperties: false}";
+    let open = "extra: {type: object, properties: {a: {type: string}}, additionalProperties: true}";
+    let answers = diff(&webhook_with(object), &webhook_with(closed)).unwrap();
+    assert!(
+        answers.len() == 1 && answers[0].breaking,
+        "{}",
+        render(&answers)
+    );
+    let reopened = diff(&webhook_with(closed), &webhook_with(object)).unwrap();
+    assert!(
+        reopened.len() == 1 && reopened[0].class == Class::NonBreaking,
+        "{}",
+        render(&reopened)
+    );
+    // `true` is what an absent keyword means already.
+    assert!(
+        diff(&webhook_with(object), &webhook_with(open))
+            .unwrap()
+            .is_empty()
+    );
+    // Requests only ever send the listed fields.
+    let request = only_change(spec(
+        &base_paths(
+            PARAMS,
+            &BODY.replace(
+                "properties: {resource",
+                "additionalProperties: false, properties: {resource",
+            ),
+            SECURITY,
+        ),
+        WEBHOOK,
+    ));
+    assert_eq!(request.class, Class::NonBreaking, "{request:?}");
 }
