@@ -162,7 +162,12 @@ pub(super) fn parameters(doc: &Value, list: Option<&Value>) -> BTreeMap<String, 
 }
 
 /// The security alternatives of an operation (a list: any one suffices).
+/// An empty list (`security: []`) means no authentication at all: the one
+/// alternative that needs no scheme.
 pub(super) fn security(requirements: &Value) -> Vec<BTreeMap<String, BTreeSet<String>>> {
+    if requirements.as_array().is_some_and(Vec::is_empty) {
+        return vec![BTreeMap::new()];
+    }
     requirements
         .as_array()
         .into_iter()

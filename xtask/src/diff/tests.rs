@@ -750,3 +750,26 @@ fn additional_properties_false_refuses_unknown_fields_in_answers() {
     ));
     assert_eq!(request.class, Class::NonBreaking, "{request:?}");
 }
+
+#[test]
+fn an_operation_opened_to_anonymous_calls_is_an_alternative_added() {
+    let open = base_paths(PARAMS, BODY, SECURITY).replace(
+        "      security: [{oauth2: ['webhooks:read']}]",
+        "      security: []",
+    );
+    let changes = diff(&base(), &spec(&open, WEBHOOK)).unwrap();
+    let mut seen: Vec<(&str, Class)> = changes
+        .iter()
+        .map(|c| (c.change.as_str(), c.class))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("auth alternative `anonymous` added", Class::ServerSide),
+            ("auth alternative `oauth2` removed", Class::ServerSide),
+        ],
+        "{}",
+        render(&changes)
+    );
+}
