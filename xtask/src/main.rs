@@ -101,6 +101,9 @@ fn spec_diff_cmd(old: &str, new: &str, flags: &[&str]) -> anyhow::Result<ExitCod
     let ignore = report::parse_ignore(&ignore)?;
     let changes = diff::diff(&diff::load(&root, old)?, &diff::load(&root, new)?)?;
     let (changes, ignored) = report::apply_ignore(changes, &ignore);
+    for entry in report::unused(&ignore, &ignored) {
+        eprintln!("note: ignore entry matches no change: {}", entry.id);
+    }
     print!("{}", report::render(format, &changes, &ignored));
 
     let breaking = changes.iter().any(|c| c.class == diff::Class::Breaking);

@@ -98,6 +98,27 @@ pub fn apply_ignore(
     (kept, ignored)
 }
 
+/// The ignore entries that match no change: stale once Asana or the diff
+/// moved on, so they are pointed out rather than kept silently.
+pub fn unused<'a>(ignore: &'a [Ignored], ignored: &[(Change, String)]) -> Vec<&'a Ignored> {
+    ignore
+        .iter()
+        .filter(|entry| !ignored.iter().any(|(change, _)| change.id() == entry.id))
+        .collect()
+}
+
+/// Escapes a workflow command's message: GitHub reads `%`, CR and LF.
+fn escape_message(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escapes a workflow command's property, where `:` and `,` also end it.
+fn escape_property(text: &str) -> String {
+    escape_message(text).replace(':', "%3A").replace(',', "%2C")
+}
+
 /// The counts of a report.
 pub fn summary(changes: &[Change], ignored: usize) -> Summary {
     let count = |class| changes.iter().filter(|c| c.class == class).count();
@@ -149,11 +170,9 @@ pub fn render(format: Format, changes: &[Change], ignored: &[(Change, String)]) 
                     Class::NonBreaking => "notice",
                 };
                 format!(
-                    "::{level} title={} spec change::{}: {} ({})\n",
-                    c.class.label(),
-                    c.location,
-                    c.change,
-                    c.reason
+                    "::{level} title={}::{}\n",
+                    escape_property(&format!("{} spec change", c.class.label())),
+                    escape_message(&format!("{}: {} ({})", c.location, c.change, c.reason))
                 )
             })
             .collect(),
@@ -276,6 +295,69 @@ mod tests {
     fn code_spans_survive_backticks() {
         assert_eq!(code("a"), "`a`");
         assert_eq!(code("GET /x property `y`"), "`` GET /x property `y` ``");
+    }
+
+    fn sample() -> Change {
+        Change {
+            operation: "GET /webhooks".into(),
+            section: crate::diff::Section::Parameters,
+            location: "GET /webhooks query parameter `limit`".into(),
+            change: "maximum changed from 100 to 50%".into(),
+            class: Class::ServerSide,
+            breaking: false,
+            reason: "Asana may refuse requests it took before",
+        }
+    }
+
+    /// The JSON shape is documented as stable: this pins it key by key.
+    #[test]
+    fn the_json_shape_is_stable() {
+        let ignored = vec![(sample(), "accepted".to_string())];
+        let report: serde_json::Value =
+            serde_json::from_str(&render(Format::Json, &[sample()], &ignored)).unwrap();
+        let change = serde_json::json!({
+            "operation": "GET /webhooks",
+            "section": "parameters",
+            "location": "GET /webhooks query parameter `limit`",
+            "change": "maximum changed from 100 to 50%",
+            "class": "server-side",
+            "breaking": false,
+            "reason": "Asana may refuse requests it took before",
+        });
+        assert_eq!(
+            report,
+            serde_json::json!({
+                "version": 1,
+                "summary": {"breaking": 0, "server_side": 1, "non_breaking": 0, "ignored": 1},
+                "changes": [change.clone()],
+                "ignored": [{"change": change, "accepted_because": "accepted"}],
+            })
+        );
+    }
+
+    #[test]
+    fn github_annotations_are_escaped() {
+        assert_eq!(
+            render(Format::Github, &[sample()], &[]),
+            "::warning title=server-side spec change::GET /webhooks query parameter `limit`: \
+             maximum changed from 100 to 50%25 (Asana may refuse requests it took before)\n"
+        );
+    }
+
+    #[test]
+    fn stale_ignore_entries_are_found() {
+        let entries = parse_ignore(&format!(
+            "{} -- accepted\nGET /gone: removed -- long ago\n",
+            sample().id()
+        ))
+        .unwrap();
+        let (kept, ignored) = apply_ignore(vec![sample()], &entries);
+        assert!(kept.is_empty());
+        let stale: Vec<&str> = unused(&entries, &ignored)
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(stale, ["GET /gone: removed"]);
     }
 
     #[test]
