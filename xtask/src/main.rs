@@ -23,24 +23,32 @@ commands:
                   git revisions of openapi/asana_oas.yaml), grouped by operation.
                   Each change is one of:
                     breaking     upgrading the crate breaks its users: code that
-                                 compiled no longer compiles, or answers that
-                                 decoded no longer decode (a method, type, field
-                                 or enum variant removed or changed, an
-                                 operationId renamed)
+                                 compiled no longer compiles (a method, type,
+                                 field or enum variant removed or changed, a
+                                 field turning between T and Option<T>, a
+                                 format or bound that changes the generated
+                                 type, an operationId renamed), or answers
+                                 that decoded no longer decode
                     server-side  Asana's contract changed at Asana, whatever the
                                  crate version (a scope added, an auth
                                  alternative added or removed, a tighter limit
                                  or a newly required input that leaves the
                                  generated Rust unchanged): calls that worked
-                                 may now be refused
+                                 may now be refused. Not breaking for semver,
+                                 but it must be named in CHANGELOG.md
                     non-breaking nothing that worked stops working
                   --ignore-file (default .spec-diff-ignore when present) lists
-                  accepted changes, one `ID -- REASON` per line.
+                  accepted changes, one `ID -- REASON` per line; ID is a
+                  change's `location: change` as reports print it.
                   --acknowledged-in FILE: every breaking and server-side change
-                  must be named in FILE (CHANGELOG.md), by its ID.
-                  exit 0: nothing breaking (and, with --acknowledged-in, all
-                  named); 1: a breaking change (or one not named); 2: could not
-                  compare (missing file, unparsable spec, bad arguments)
+                  must be named in FILE (CHANGELOG.md), by its ID; named ones
+                  then pass.
+                  exit 0: nothing breaking, or every breaking change accepted
+                  (named with --acknowledged-in, in the ignore file, or
+                  --allow-breaking); 1: a breaking change not accepted, or,
+                  with --acknowledged-in, a breaking or server-side change not
+                  named; 2: could not compare (missing file, unparsable spec,
+                  bad arguments)
   update-spec PATH
                   vendor a new official spec: provenance, regen, spec-diff,
                   CHANGELOG entry

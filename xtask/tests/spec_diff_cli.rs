@@ -43,11 +43,25 @@ fn the_whole_history_gets_the_right_verdicts() {
     // 2024-08: three new fields and enum values, nothing breaking.
     let (code, out, _) = run(&[&v1, &v2]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("0 breaking, 0 server-side"), "{out}");
+    assert!(
+        out.starts_with(
+            "24 change(s) on the webhooks surface: 0 breaking, 0 server-side, 24 non-breaking"
+        ),
+        "{out}"
+    );
     // 2024-08 → 2026-06: OAuth scopes added to one alternative: server-side.
     let (code, out, _) = run(&[&v2, &vendored]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 breaking, 5 server-side"), "{out}");
+    // Both steps at once: the same 24 additions and 5 scopes, nothing breaking.
+    let (code, out, _) = run(&[&v1, &vendored]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(
+            "29 change(s) on the webhooks surface: 0 breaking, 5 server-side, 24 non-breaking"
+        ),
+        "{out}"
+    );
     // Back in time: the fields and values disappear, which breaks.
     let (code, out, _) = run(&[&v2, &v1]);
     assert_eq!(code, 1, "{out}");
