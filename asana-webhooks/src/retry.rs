@@ -169,7 +169,7 @@ pub(crate) async fn execute(
     loop {
         // Bodies here are in-memory JSON, so a copy is always possible; a
         // streaming body would simply not be retried.
-        let spare = pending.try_clone();
+        let spare = spare_copy(&pending);
         let outcome = {
             let _permit = limits.acquire(&method).await;
             http.execute(pending).await
@@ -206,6 +206,24 @@ pub(crate) async fn execute(
     }
 }
 
+/// A copy of `request` to send again. For a request without a body (every
+/// GET and DELETE) it skips what `Request::try_clone` always does, writing a
+/// timeout entry into the copy's extension map (an allocation per request):
+/// the timeout is set only when the original has one, and the generated
+/// requests carry no other extension.
+fn spare_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
+    if request.body().is_some() {
+        return request.try_clone();
+    }
+    let mut copy = reqwest::Request::new(request.method().clone(), request.url().clone());
+    *copy.headers_mut() = request.headers().clone();
+    *copy.version_mut() = request.version();
+    if let Some(timeout) = request.timeout() {
+        *copy.timeout_mut() = Some(*timeout);
+    }
+    Some(copy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +239,36 @@ mod tests {
                 "attempt {attempt}: {got:?} vs {expected:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_spare_copy_is_the_same_request() {
+        let url = url::Url::parse("https://x/webhooks/1?opt_fields=active,filters").unwrap();
+        let mut request = reqwest::Request::new(Method::GET, url.clone());
+        request
+            .headers_mut()
+            .insert("authorization", "Bearer t".parse().unwrap());
+        *request.version_mut() = reqwest::Version::HTTP_11;
+        let copy = spare_copy(&request).unwrap();
+        assert_eq!(copy.method(), request.method());
+        assert_eq!(copy.url(), request.url());
+        assert_eq!(copy.headers(), request.headers());
+        assert_eq!(copy.version(), request.version());
+        assert_eq!(copy.timeout(), None);
+        assert!(copy.body().is_none());
+        *request.timeout_mut() = Some(Duration::from_secs(3));
+        assert_eq!(
+            spare_copy(&request).unwrap().timeout(),
+            Some(&Duration::from_secs(3))
+        );
+        let mut put = reqwest::Request::new(Method::PUT, url);
+        *put.body_mut() = Some(r#"{"data":{}}"#.into());
+        let copy = spare_copy(&put).unwrap();
+        assert_eq!(copy.method(), Method::PUT);
+        assert_eq!(
+            copy.body().and_then(|b| b.as_bytes()),
+            Some(&br#"{"data":{}}"#[..])
+        );
     }
 
     #[test]
