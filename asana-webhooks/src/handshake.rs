@@ -8,6 +8,12 @@
 //! [`CreateWithHandshake::workspace`]) and stores the one secret that can
 //! be its, or deletes it. No live webhook is left whose secret was echoed
 //! but not stored.
+//!
+//! When the process itself dies between the handshake and the 201, a
+//! durable store still holds the echoed handshake, and the next
+//! [`CreateWithHandshake::ensure`] stores its secret (see
+//! [`crate::secrets`], "A process that dies between the handshake and the
+//! 201").
 
 use std::time::Duration;
 
@@ -16,8 +22,8 @@ use tokio::sync::oneshot;
 use crate::client::Client;
 use crate::error::Error;
 use crate::secret::HookSecret;
-use crate::secrets::{RegistrationId, SecretStore, StoredSecret, TargetKey};
-use crate::types::WebhookFilter;
+use crate::secrets::{RECOVERY_MARGIN, RegistrationId, SecretStore, StoredSecret, TargetKey};
+use crate::types::{WebhookFilter, WebhookOptField};
 use crate::webhooks::{CreatedWebhook, Webhook};
 
 /// How long a create waits for Asana (and so for the handshake) by default.
@@ -57,6 +63,9 @@ pub enum HandshakeError {
     },
     /// The webhook exists at Asana (a 403 "Duplicated webhook") but its
     /// secret is not in this store, so its deliveries cannot be verified.
+    /// (When the create that made it died after its handshake, its secret
+    /// is recovered instead, unless a second unconfirmed handshake arrived
+    /// at the same time and nobody can tell which was Asana's.)
     #[error(
         "webhook {webhook_gid} already delivers resource {resource} to this target, but its secret is not in this store; delete it (`asana-webhooks delete {webhook_gid}`) and create it again"
     )]
@@ -213,6 +222,11 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
     /// target (listing the resource's webhooks when the workspace is set)
     /// and returns it when its secret is stored; otherwise fails with
     /// [`HandshakeError::SecretNotStored`] saying what to do.
+    ///
+    /// A webhook whose secret is not stored because the process that
+    /// created it died between the handshake and Asana's answer gets its
+    /// secret from the store's unconfirmed handshakes, when exactly one of
+    /// them arrived within [`RECOVERY_MARGIN`] of the webhook's creation.
     pub async fn ensure(self) -> Result<EnsuredWebhook, Error> {
         let (client, store) = (self.client, self.store);
         let (resource, target, workspace) = (
@@ -228,7 +242,9 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
             Err(Error::Api(api)) if api.is_duplicate_webhook() => {
                 let webhook = find_existing(client, store, &resource, &target, workspace).await?;
                 let gid = webhook.gid.clone().unwrap_or_default();
-                if store.by_gid(&gid).await?.is_none() {
+                if store.by_gid(&gid).await?.is_none()
+                    && !recover_after_restart(client, store, &resource, &target, &gid).await?
+                {
                     return Err(HandshakeError::SecretNotStored {
                         webhook_gid: gid,
                         resource,
@@ -277,6 +293,52 @@ async fn find_existing<S: SecretStore>(
         return Err(not_found().into());
     }
     Ok(webhook)
+}
+
+/// Stores the secret of webhook `gid`, which exists at Asana without a
+/// stored secret, when the store kept exactly one unconfirmed handshake for
+/// its target from within [`RECOVERY_MARGIN`] of its creation: the one
+/// Asana sent for it (a process died before the 201). Returns whether it
+/// did.
+async fn recover_after_restart<S: SecretStore>(
+    client: &Client,
+    store: &S,
+    resource: &str,
+    target: &str,
+    gid: &str,
+) -> Result<bool, Error> {
+    let key = TargetKey::from_url(target)?;
+    let unconfirmed = store.unconfirmed_handshakes(&key).await?;
+    if unconfirmed.is_empty() {
+        return Ok(false);
+    }
+    let webhook = client
+        .get_webhook(gid)
+        .opt_fields([WebhookOptField::CreatedAt, WebhookOptField::Target])
+        .send()
+        .await?;
+    let (Some(created_at), Some(target_now)) = (webhook.created_at, webhook.target.as_deref())
+    else {
+        return Ok(false);
+    };
+    if target_now != target {
+        return Ok(false);
+    }
+    let margin = chrono::Duration::from_std(RECOVERY_MARGIN).expect("fits");
+    let near: Vec<_> = unconfirmed
+        .iter()
+        .filter(|u| (u.received_at - created_at).abs() <= margin)
+        .collect();
+    let [only] = near.as_slice() else {
+        if near.len() > 1 {
+            tracing::warn!(%gid, %key, handshakes = near.len(), "several unconfirmed handshakes arrived when this webhook was created; none can be trusted as its secret");
+        }
+        return Ok(false);
+    };
+    let record = StoredSecret::new(key, gid, only.secret.clone()).with_resource(resource);
+    store.save(record).await?;
+    tracing::warn!(%gid, "stored the secret of a webhook whose create died before Asana's answer (the one handshake echoed when it was created)");
+    Ok(true)
 }
 
 /// The webhooks of `resource` in `workspace` whose target is `target`.

@@ -326,3 +326,231 @@ fn listen_runs_several_webhooks_on_one_target() {
         "each webhook's deliveries were verified and printed"
     );
 }
+
+/// A listener killed between the handshake and Asana's 201 answer: the
+/// sandbox holds every 201 back for a minute, so the webhook exists at
+/// Asana with a secret that only the echoed handshake carried.
+struct KilledBefore201 {
+    runtime: tokio::runtime::Runtime,
+    sandbox: asana_webhooks::sandbox::Sandbox,
+    client: asana_webhooks::Client,
+    env: Vec<(&'static str, String)>,
+    args: Vec<String>,
+    secrets: std::path::PathBuf,
+    gid: String,
+    _dir: tempfile::TempDir,
+}
+
+impl KilledBefore201 {
+    /// Starts a listener that creates a webhook on the project, waits until
+    /// the handshake and the heartbeat after it were answered, sends
+    /// `forged` handshakes to it (as anyone who can reach it could), and
+    /// kills it.
+    fn run(forged: &[&str]) -> Self {
+        use asana_webhooks::sandbox::Sandbox;
+        use asana_webhooks::types::WebhookOptField;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let sandbox = runtime
+            .block_on(
+                Sandbox::builder()
+                    .create_answer_delay(Duration::from_secs(60))
+                    .start("127.0.0.1:0"),
+            )
+            .unwrap();
+        let base_url = sandbox.base_url();
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets.json");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let target = format!("http://{addr}/hooks/project");
+        let args: Vec<String> = [
+            "listen",
+            "--addr",
+            &addr,
+            "--resource",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+            "--target",
+            &target,
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let env = vec![
+            ("ASANA_TOKEN", "cli-token".to_string()),
+            ("ASANA_BASE_URL", base_url.clone()),
+        ];
+        let client = asana_webhooks::Client::builder()
+            .token("cli-token")
+            .base_url(&base_url)
+            .build()
+            .unwrap();
+        let mut killed = Self {
+            runtime,
+            sandbox,
+            client,
+            env,
+            args,
+            secrets,
+            gid: String::new(),
+            _dir: dir,
+        };
+        let mut first = killed.start();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        killed.gid = loop {
+            let heartbeat_answered = killed.webhooks().into_iter().next().and_then(|w| {
+                let webhook = killed
+                    .runtime
+                    .block_on(
+                        killed
+                            .client
+                            .get_webhook(w.gid?)
+                            .opt_fields([WebhookOptField::LastSuccessAt])
+                            .send(),
+                    )
+                    .unwrap();
+                webhook.last_success_at.and(webhook.gid)
+            });
+            if let Some(gid) = heartbeat_answered {
+                break gid;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no webhook with an answered heartbeat after 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for secret in forged {
+            let echoed = killed.runtime.block_on(async {
+                reqwest::Client::new()
+                    .post(&target)
+                    .header("x-hook-secret", *secret)
+                    .send()
+                    .await
+                    .unwrap()
+            });
+            assert_eq!(echoed.status(), 200, "the window is open: echoed");
+        }
+        first.child.kill().unwrap();
+        first.child.wait().unwrap();
+        killed
+    }
+
+    fn start(&self) -> Running {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Running::start(&args, &env)
+    }
+
+    fn webhooks(&self) -> Vec<asana_webhooks::Webhook> {
+        self.runtime
+            .block_on(self.client.get_webhooks(WORKSPACE).send())
+            .unwrap()
+            .items
+    }
+
+    fn on_disk(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&self.secrets).unwrap()).unwrap()
+    }
+}
+
+/// Killed between the handshake and the 201, the listener loses no secret:
+/// restarted, its `ensure()` gets "Duplicated webhook", finds the webhook,
+/// stores the one handshake secret it had written to disk before echoing
+/// it, and the webhook's deliveries are verified and printed.
+#[test]
+fn sigkill_between_handshake_and_201_loses_no_secret() {
+    use asana_webhooks::sandbox::EmittedEvent;
+    let killed = KilledBefore201::run(&[]);
+    let gid = killed.gid.clone();
+    let on_disk = killed.on_disk();
+    assert_eq!(
+        on_disk["webhooks"].as_array().map_or(0, Vec::len),
+        0,
+        "killed before the 201: no secret confirmed yet: {on_disk}"
+    );
+    assert_eq!(
+        on_disk["unconfirmed"].as_array().map(Vec::len),
+        Some(1),
+        "the echoed handshake is on disk: {on_disk}"
+    );
+
+    // Restarted: the webhook is found and its secret stored.
+    let second = killed.start();
+    let line: serde_json::Value = serde_json::from_str(&second.line_with("\"created\"")).unwrap();
+    assert_eq!(line["webhook_gid"], gid.as_str(), "{line}");
+    assert_eq!(line["created"], false, "{line}");
+    let on_disk = killed.on_disk();
+    assert_eq!(on_disk["webhooks"][0]["webhook_gid"], gid.as_str());
+    assert!(on_disk["unconfirmed"].is_null(), "confirmed: {on_disk}");
+    assert_eq!(
+        killed.webhooks().len(),
+        1,
+        "the same webhook, not a new one"
+    );
+
+    // Its deliveries are verified with the recovered secret and printed.
+    let queued = killed
+        .sandbox
+        .emit(EmittedEvent {
+            resource: TASK.to_string(),
+            action: "changed".to_string(),
+            parent: None,
+            field: Some("name".to_string()),
+        })
+        .unwrap();
+    assert_eq!(queued, std::slice::from_ref(&gid));
+    let event: serde_json::Value = serde_json::from_str(&second.line_with("\"event\"")).unwrap();
+    assert_eq!(event["webhook_gid"], gid.as_str(), "{event}");
+    assert_eq!(event["event"]["resource"]["gid"], TASK, "{event}");
+}
+
+/// A forged handshake echoed in the same window makes the recovery
+/// ambiguous: nothing is trusted, and the restarted listener stops with an
+/// error that says to delete and re-create the webhook.
+#[test]
+fn a_forged_handshake_in_the_window_is_never_trusted_after_a_kill() {
+    let killed = KilledBefore201::run(&["forged-by-someone-else"]);
+    assert_eq!(
+        killed.on_disk()["unconfirmed"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let mut second = Command::new(BIN)
+        .args(&killed.args)
+        .env_remove("ASANA_TOKEN")
+        .env_remove("ASANA_BASE_URL")
+        .envs(killed.env.iter().map(|(k, v)| (*k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("the restarted listener trusted a secret and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "it must not start listening: {status}");
+    assert!(
+        stderr.contains(&killed.gid) && stderr.contains("delete it"),
+        "{stderr}"
+    );
+    let on_disk = killed.on_disk();
+    assert_eq!(
+        on_disk["webhooks"].as_array().map_or(0, Vec::len),
+        0,
+        "no secret stored: {on_disk}"
+    );
+    assert!(
+        !on_disk.to_string().contains("\"webhook_gid\""),
+        "{on_disk}"
+    );
+}

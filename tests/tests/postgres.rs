@@ -253,14 +253,51 @@ async fn an_unacknowledged_lease_moves_to_the_other_instance_and_repeats_are_dro
     );
 }
 
+/// An echoed handshake is committed before the echo and outlives the
+/// instance (and its registration) until a 201 confirms its secret, so that
+/// a create whose process died before Asana's answer can be recovered by
+/// any instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_echoed_handshake_outlives_its_instance_until_confirmed() {
+    let db = support::Postgres::start();
+    let a = instance(&db.url(), Duration::from_secs(30)).await;
+    let b = instance(&db.url(), Duration::from_secs(30)).await;
+    let target = TargetKey::from_path_and_query("/hooks/recover");
+    a.store
+        .open_registration(&target, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let secret = HookSecret::new("echoed-then-the-creator-died");
+    a.store.accept_handshake(&target, &secret).await.unwrap();
+    // The registration expires (its process is gone); the handshake stays.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.store.pending_secrets(&target).await.unwrap().is_empty());
+    let unconfirmed = b.store.unconfirmed_handshakes(&target).await.unwrap();
+    assert_eq!(unconfirmed.len(), 1);
+    assert_eq!(unconfirmed[0].secret, secret);
+    let age = chrono::Utc::now() - unconfirmed[0].received_at;
+    assert!(age < chrono::Duration::seconds(30), "{age}");
+
+    // Saving the secret (what recovery does) forgets the handshake.
+    let record = asana_webhooks::secrets::StoredSecret::new(target.clone(), "77", secret);
+    b.store.save(record).await.unwrap();
+    assert!(
+        a.store
+            .unconfirmed_handshakes(&target)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
     let db = support::Postgres::start();
     let pool = postgres::connect(&db.url()).await.unwrap();
-    assert_eq!(postgres::migrate(&pool).await.unwrap(), 1);
+    assert_eq!(postgres::migrate(&pool).await.unwrap(), 2);
     assert_eq!(
         postgres::migrate(&pool).await.unwrap(),
-        1,
+        2,
         "running it again changes nothing"
     );
     let inbox = PostgresInbox::with_limits(pool, &db.url(), Duration::from_secs(30), 2).unwrap();

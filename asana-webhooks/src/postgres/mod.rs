@@ -36,8 +36,10 @@ pub use deadpool_postgres::Pool;
 pub use inbox::{DEFAULT_MAX_EVENTS, PostgresInbox};
 pub use secrets::PostgresSecretStore;
 
-/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Version 1: secrets, registrations, the inbox.
+macro_rules! migration_1 {
+    () => {
+        r#"
 CREATE TABLE asana_webhooks_secrets (
     id bigserial PRIMARY KEY,
     target text NOT NULL,
@@ -82,10 +84,30 @@ CREATE TABLE asana_webhooks_counters (
     name text PRIMARY KEY,
     value bigint NOT NULL
 );
-"#];
+"#
+    };
+}
+
+/// Version 2: echoed handshakes kept until a 201 confirms them, for a
+/// create whose process died before Asana's answer.
+macro_rules! migration_2 {
+    () => {
+        r#"
+CREATE TABLE asana_webhooks_unconfirmed (
+    target text NOT NULL,
+    secret text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (target, secret)
+);
+"#
+    };
+}
+
+/// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
+const MIGRATIONS: &[&str] = &[migration_1!(), migration_2!()];
 
 /// Every migration as one script, for applying by hand.
-pub const SCHEMA: &str = MIGRATIONS[0];
+pub const SCHEMA: &str = concat!(migration_1!(), migration_2!());
 
 /// Identifies this crate's advisory lock.
 const MIGRATION_LOCK: i64 = 0x6173_616e_6177_6831;

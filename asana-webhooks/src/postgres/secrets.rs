@@ -6,7 +6,8 @@ use deadpool_postgres::Pool;
 
 use crate::secret::HookSecret;
 use crate::secrets::{
-    HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey,
+    HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, SecretStore, StoreError,
+    StoredSecret, TargetKey, UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake,
 };
 
 /// Secrets and registrations in PostgreSQL, shared by every receiver
@@ -59,6 +60,13 @@ async fn save_in(
     tx: &deadpool_postgres::Transaction<'_>,
     record: &StoredSecret,
 ) -> Result<(), StoreError> {
+    // A saved secret is no longer an unconfirmed handshake.
+    tx.execute(
+        "DELETE FROM asana_webhooks_unconfirmed WHERE target = $1 AND secret = $2",
+        &[&record.target.as_str(), &record.secret.expose()],
+    )
+    .await
+    .map_err(backend)?;
     tx.execute(
         "DELETE FROM asana_webhooks_secrets WHERE (webhook_gid IS NOT NULL AND webhook_gid = $1) OR (target = $2 AND secret = $3)",
         &[&record.webhook_gid, &record.target.as_str(), &record.secret.expose()],
@@ -118,6 +126,40 @@ impl SecretStore for PostgresSecretStore {
         )
         .await
         .map_err(backend)?;
+        // Kept past the registration (committed before the echo), so that
+        // the secret can be recovered should the creating process die
+        // before Asana's 201; bounded per target against floods.
+        tx.execute(
+            "DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - make_interval(secs => $1)",
+            &[&UNCONFIRMED_KEPT_FOR.as_secs_f64()],
+        )
+        .await
+        .map_err(backend)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO asana_webhooks_unconfirmed (target, secret)
+                 SELECT $1, $2 WHERE (SELECT count(*) FROM asana_webhooks_unconfirmed WHERE target = $1) < $3
+                 ON CONFLICT DO NOTHING",
+                &[&target.as_str(), &secret.expose(), &(MAX_UNCONFIRMED_PER_TARGET as i64)],
+            )
+            .await
+            .map_err(backend)?;
+        if inserted == 0 {
+            let known: bool = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM asana_webhooks_unconfirmed WHERE target = $1 AND secret = $2)",
+                    &[&target.as_str(), &secret.expose()],
+                )
+                .await
+                .map_err(backend)?
+                .get(0);
+            if !known {
+                tx.rollback().await.map_err(backend)?;
+                return Err(StoreError::Backend(format!(
+                    "{MAX_UNCONFIRMED_PER_TARGET} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)"
+                )));
+            }
+        }
         let pending: i64 = tx
             .query_one(
                 "SELECT count(*) FROM asana_webhooks_pending WHERE target = $1",
@@ -235,6 +277,28 @@ impl SecretStore for PostgresSecretStore {
             .await
             .map_err(backend)?;
         Ok(row.as_ref().map(record))
+    }
+
+    async fn unconfirmed_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> Result<Vec<UnconfirmedHandshake>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT secret, received_at FROM asana_webhooks_unconfirmed WHERE target = $1 ORDER BY received_at",
+                &[&target.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| UnconfirmedHandshake {
+                target: target.clone(),
+                secret: HookSecret::new(r.get::<_, String>(0)),
+                received_at: r.get::<_, std::time::SystemTime>(1).into(),
+            })
+            .collect())
     }
 
     async fn remove_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {

@@ -70,6 +70,7 @@ pub struct SandboxBuilder {
     rate_limit_every: Option<u32>,
     retry_after: Duration,
     offset_ttl: Duration,
+    create_answer_delay: Duration,
 }
 
 /// A running sandbox. Dropping it stops the server.
@@ -95,6 +96,7 @@ impl Sandbox {
             rate_limit_every: None,
             retry_after: Duration::from_secs(1),
             offset_ttl: Duration::from_secs(600),
+            create_answer_delay: Duration::ZERO,
         }
     }
 
@@ -147,6 +149,15 @@ impl SandboxBuilder {
         self
     }
 
+    /// Holds each createWebhook answer back this long (real time) after its
+    /// handshake succeeded and the webhook exists, as a slow network or a
+    /// busy Asana would: to test what happens when the creating process
+    /// times out or dies before the 201 arrives. Default none.
+    pub fn create_answer_delay(mut self, delay: Duration) -> Self {
+        self.create_answer_delay = delay;
+        self
+    }
+
     /// Starts the sandbox on `addr` (use port 0 for any free port).
     pub async fn start(self, addr: &str) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -156,6 +167,7 @@ impl SandboxBuilder {
             rate_limit_every: self.rate_limit_every,
             retry_after: self.retry_after,
             offset_ttl: self.offset_ttl,
+            create_answer_delay: self.create_answer_delay,
         });
         let app = routes::router(Arc::clone(&state));
         let server = tokio::spawn(async move {

@@ -217,7 +217,12 @@ async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: By
         ));
     }
     let secret = new.secret.clone();
-    match sandbox.insert(new, &fields) {
+    let inserted = sandbox.insert(new, &fields);
+    let delay = sandbox.settings.create_answer_delay;
+    if inserted.is_ok() && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match inserted {
         Ok(rendered) => answer(
             StatusCode::CREATED,
             json!({ "data": rendered, "X-Hook-Secret": secret }),

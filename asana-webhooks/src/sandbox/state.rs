@@ -20,6 +20,7 @@ pub(crate) struct Settings {
     pub(crate) rate_limit_every: Option<u32>,
     pub(crate) retry_after: Duration,
     pub(crate) offset_ttl: Duration,
+    pub(crate) create_answer_delay: Duration,
 }
 
 /// An error answer in Asana's format.

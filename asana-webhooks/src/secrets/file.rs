@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::Registry;
 use super::{
     HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
-    TargetKey,
+    TargetKey, UnconfirmedHandshake,
 };
 use crate::secret::HookSecret;
 
@@ -26,6 +26,12 @@ use crate::secret::HookSecret;
 ///   moment (not to a stale copy), so no process loses another's secrets;
 ///   a process sees the others' changes when the file changes.
 /// - **Private**: the file is readable by its owner only.
+///
+/// - **Survives a death mid-create**: each handshake is written to the file
+///   before it is echoed, and stays there until a 201 confirms its secret
+///   (see [`SecretStore::unconfirmed_handshakes`]), so a process killed
+///   between the handshake and Asana's answer leaves what the next
+///   `ensure()` needs to store the secret.
 ///
 /// Registrations in flight live in this process's memory: the handshake of
 /// a create must reach the process that sent it. Behind a load balancer,
@@ -69,14 +75,19 @@ fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct FileContents {
     version: u32,
     webhooks: Vec<StoredSecret>,
+    /// Absent in files written before it existed; readers that predate it
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unconfirmed: Vec<UnconfirmedHandshake>,
 }
 
-/// Version 2 holds several secrets per target (one per webhook) and the
-/// watched resource; version 1 (one secret per target) is read as is.
+/// Version 2 holds several secrets per target (one per webhook), the
+/// watched resource and the unconfirmed handshakes; version 1 (one secret
+/// per target) is read as is.
 const FILE_VERSION: u32 = 2;
 const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
@@ -107,14 +118,14 @@ impl FileSecretStore {
             memory: MemorySecretStore::new(),
         };
         let inner = Arc::clone(&store.inner);
-        let records = blocking(move || {
+        let (stamp, contents) = blocking(move || {
             let _lock = inner.lock_file()?;
             inner.remove_stale_temps()?;
             inner.read()
         })
         .await?;
-        store.memory.with(|s| s.records = records.1);
-        *store.loaded() = records.0;
+        store.memory.with(|s| load(s, contents));
+        *store.loaded() = stamp;
         Ok(store)
     }
 
@@ -133,8 +144,8 @@ impl FileSecretStore {
         if *self.loaded() == current {
             return Ok(());
         }
-        let (stamp, records) = self.inner.read()?;
-        self.memory.with(|s| s.records = records);
+        let (stamp, contents) = self.inner.read()?;
+        self.memory.with(|s| load(s, contents));
         *self.loaded() = stamp;
         Ok(())
     }
@@ -150,20 +161,21 @@ impl FileSecretStore {
         let (stamp, result) = blocking(move || {
             let _lock = inner.lock_file()?;
             let (_, on_disk) = inner.read()?;
-            let (result, records) = memory.with(|s| {
-                s.records = on_disk;
+            let (result, contents) = memory.with(|s| {
+                load(s, on_disk);
                 let result = change(s);
-                (result, s.records.clone())
+                let contents = FileContents {
+                    version: FILE_VERSION,
+                    webhooks: s.records.clone(),
+                    unconfirmed: s.unconfirmed.clone(),
+                };
+                (result, contents)
             });
-            let contents = FileContents {
-                version: FILE_VERSION,
-                webhooks: records,
-            };
             let bytes = serde_json::to_vec_pretty(&contents).expect("secrets serialise");
             if let Err(e) = write_atomically(&inner.path, &bytes) {
                 // Memory must not claim what the disk does not hold.
                 if let Ok((_, on_disk)) = inner.read() {
-                    memory.with(|s| s.records = on_disk);
+                    memory.with(|s| load(s, on_disk));
                 }
                 return Err(inner.io(e));
             }
@@ -173,6 +185,12 @@ impl FileSecretStore {
         *self.loaded() = stamp;
         Ok(result)
     }
+}
+
+/// Replaces the durable part of `registry` with what the file holds.
+fn load(registry: &mut Registry, contents: FileContents) {
+    registry.records = contents.webhooks;
+    registry.unconfirmed = contents.unconfirmed;
 }
 
 /// Runs blocking file work off the async threads.
@@ -210,11 +228,13 @@ impl Inner {
         Ok(file)
     }
 
-    fn read(&self) -> Result<(Option<Stamp>, Vec<StoredSecret>), StoreError> {
+    fn read(&self) -> Result<(Option<Stamp>, FileContents), StoreError> {
         let before = stamp(&self.path).map_err(|e| self.io(e))?;
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, Vec::new())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((None, FileContents::default()));
+            }
             Err(e) => return Err(self.io(e)),
         };
         let contents: FileContents =
@@ -231,7 +251,7 @@ impl Inner {
                 ),
             });
         }
-        Ok((before, contents.webhooks))
+        Ok((before, contents))
     }
 
     /// Removes temporary files that a process killed mid-write left behind.
@@ -319,7 +339,26 @@ impl SecretStore for FileSecretStore {
         target: &TargetKey,
         secret: &HookSecret,
     ) -> Result<HandshakeVerdict, StoreError> {
-        self.memory.accept_handshake(target, secret).await
+        let verdict = self.memory.accept_handshake(target, secret).await?;
+        if let HandshakeVerdict::Accepted { .. } = verdict {
+            // On disk before it is echoed: from the echo on, Asana may
+            // create the webhook whether or not this process lives on.
+            let handshake = UnconfirmedHandshake {
+                target: target.clone(),
+                secret: secret.clone(),
+                received_at: chrono::Utc::now(),
+            };
+            if !self
+                .change(move |s| s.record_unconfirmed(handshake))
+                .await?
+            {
+                return Err(StoreError::Backend(format!(
+                    "{} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)",
+                    super::MAX_UNCONFIRMED_PER_TARGET
+                )));
+            }
+        }
+        Ok(verdict)
     }
 
     async fn pending_secrets(&self, target: &TargetKey) -> Result<Vec<HookSecret>, StoreError> {
@@ -359,6 +398,14 @@ impl SecretStore for FileSecretStore {
         let gid = gid.to_string();
         self.change(move |s| s.remove_gid(&gid)).await
     }
+
+    async fn unconfirmed_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> Result<Vec<UnconfirmedHandshake>, StoreError> {
+        self.refresh()?;
+        Ok(self.memory.with(|s| s.unconfirmed_for(target)))
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +422,99 @@ mod tests {
 
     fn key(target: &str) -> TargetKey {
         TargetKey::from_path_and_query(target)
+    }
+
+    #[tokio::test]
+    async fn a_handshake_is_on_disk_before_it_is_echoed_and_forgotten_once_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let store = FileSecretStore::open(&path).await.unwrap();
+        let registration = store
+            .open_registration(&key("/a"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let secret = HookSecret::new("from-the-handshake");
+        store.accept_handshake(&key("/a"), &secret).await.unwrap();
+
+        // What a restart would find.
+        let after_a_crash = FileSecretStore::open(&path).await.unwrap();
+        let unconfirmed = after_a_crash
+            .unconfirmed_handshakes(&key("/a"))
+            .await
+            .unwrap();
+        assert_eq!(unconfirmed.len(), 1);
+        assert_eq!(unconfirmed[0].secret, secret);
+        assert!(
+            after_a_crash
+                .unconfirmed_handshakes(&key("/b"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            after_a_crash
+                .secrets_for(&key("/a"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "unconfirmed is not stored: it verifies nothing"
+        );
+        assert!(
+            after_a_crash
+                .pending_secrets(&key("/a"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "nor is it pending in a process that opened no registration"
+        );
+
+        let confirmed = store
+            .confirm(&registration, record("/a", "1", "from-the-handshake"))
+            .await
+            .unwrap();
+        assert!(confirmed);
+        assert!(
+            after_a_crash
+                .unconfirmed_handshakes(&key("/a"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("unconfirmed"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_handshakes_is_refused_beyond_the_limit_and_repeats_cost_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSecretStore::open(dir.path().join("secrets.json"))
+            .await
+            .unwrap();
+        store
+            .open_registration(&key("/a"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        for n in 0..super::super::MAX_UNCONFIRMED_PER_TARGET {
+            let secret = HookSecret::new(format!("flood-{n}"));
+            store.accept_handshake(&key("/a"), &secret).await.unwrap();
+        }
+        let repeat = HookSecret::new("flood-0");
+        assert!(store.accept_handshake(&key("/a"), &repeat).await.is_ok());
+        let one_more = HookSecret::new("flood-more");
+        let refused = store
+            .accept_handshake(&key("/a"), &one_more)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("flooding"), "{refused}");
+        assert_eq!(
+            store
+                .unconfirmed_handshakes(&key("/a"))
+                .await
+                .unwrap()
+                .len(),
+            super::super::MAX_UNCONFIRMED_PER_TARGET
+        );
     }
 
     #[tokio::test]

@@ -28,6 +28,19 @@
 //! Several receiver instances behind a load balancer share state by sharing
 //! one store implementation (a database); [`MemorySecretStore`] and
 //! [`FileSecretStore`] serve one machine.
+//!
+//! # A process that dies between the handshake and the 201
+//!
+//! The webhook then exists at Asana, its secret was echoed, and the 201
+//! that carried it went to a dead process. Durable stores keep every echoed
+//! handshake until a 201 confirms it ([`SecretStore::unconfirmed_handshakes`]),
+//! so that the next `ensure()` (which gets Asana's "Duplicated webhook"
+//! answer) can store the secret: the one unconfirmed handshake of the target
+//! that arrived within [`RECOVERY_MARGIN`] of the webhook's `created_at`.
+//! Asana's own handshake for that webhook is always among them, so when
+//! exactly one is there it is Asana's; when a second one (a forgery, or
+//! another create) is there too, nothing is trusted and the error says to
+//! delete and re-create the webhook.
 
 mod file;
 mod memory;
@@ -154,6 +167,34 @@ impl std::fmt::Display for RegistrationId {
     }
 }
 
+/// How far apart a webhook's `created_at` (Asana's clock) and the arrival of
+/// its handshake (this machine's clock) may be for the handshake to count as
+/// that webhook's after a restart.
+pub const RECOVERY_MARGIN: Duration = Duration::from_secs(300);
+
+/// How long durable stores keep an echoed handshake that no 201 confirmed:
+/// a little longer than Asana keeps retrying a webhook whose deliveries
+/// fail before deleting it.
+pub const UNCONFIRMED_KEPT_FOR: Duration = Duration::from_secs(25 * 3600);
+
+/// The most unconfirmed handshakes a durable store keeps per target; a
+/// handshake beyond them is refused (answered 503), so that a flood of
+/// forged handshakes cannot grow the store without bound.
+pub const MAX_UNCONFIRMED_PER_TARGET: usize = 256;
+
+/// A handshake this receiver answered (echoed) whose secret no 201 has
+/// confirmed yet, kept by durable stores so that a create whose process
+/// died before Asana's answer can still get its secret stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnconfirmedHandshake {
+    /// The target the handshake came to.
+    pub target: TargetKey,
+    /// Its `X-Hook-Secret`.
+    pub secret: HookSecret,
+    /// When it arrived (this machine's clock).
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What [`SecretStore::accept_handshake`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -276,6 +317,19 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         &self,
         gid: &str,
     ) -> impl Future<Output = Result<Option<StoredSecret>, StoreError>> + Send;
+
+    /// The handshakes for `target` that this store echoed and that no 201
+    /// confirmed since (see the module docs), oldest first. Durable stores
+    /// record each one before it is echoed, forget it once its secret is
+    /// saved, and keep it for [`UNCONFIRMED_KEPT_FOR`] otherwise. Stores
+    /// that do not outlive their process return none (the default).
+    fn unconfirmed_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> impl Future<Output = Result<Vec<UnconfirmedHandshake>, StoreError>> + Send {
+        let _ = target;
+        async { Ok(Vec::new()) }
+    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,17 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
-use super::{HandshakeVerdict, RegistrationId, StoredSecret, TargetKey};
+use super::{
+    HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, StoredSecret, TargetKey,
+    UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake,
+};
 use crate::secret::HookSecret;
 
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(crate) records: Vec<StoredSecret>,
+    /// Echoed handshakes not confirmed yet; only durable stores fill it.
+    pub(crate) unconfirmed: Vec<UnconfirmedHandshake>,
     windows: HashMap<TargetKey, Window>,
 }
 
@@ -147,7 +152,43 @@ impl Registry {
         candidates
     }
 
+    /// Records an echoed handshake for recovery after a restart; `false`
+    /// when the target already has [`MAX_UNCONFIRMED_PER_TARGET`] of them.
+    /// Entries older than [`UNCONFIRMED_KEPT_FOR`] are dropped on the way.
+    pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) -> bool {
+        let horizon = chrono::Duration::from_std(UNCONFIRMED_KEPT_FOR).expect("fits");
+        let oldest = handshake.received_at - horizon;
+        self.unconfirmed.retain(|u| u.received_at > oldest);
+        let mut of_target = self
+            .unconfirmed
+            .iter()
+            .filter(|u| u.target == handshake.target);
+        if of_target
+            .clone()
+            .any(|u| same_secret(&u.secret, &handshake.secret))
+        {
+            return true;
+        }
+        if of_target.nth(MAX_UNCONFIRMED_PER_TARGET - 1).is_some() {
+            return false;
+        }
+        self.unconfirmed.push(handshake);
+        true
+    }
+
+    pub(crate) fn unconfirmed_for(&self, target: &TargetKey) -> Vec<UnconfirmedHandshake> {
+        self.unconfirmed
+            .iter()
+            .filter(|u| &u.target == target)
+            .cloned()
+            .collect()
+    }
+
+    /// Saves a record; an unconfirmed handshake with its target and secret
+    /// is confirmed by it and forgotten.
     pub(crate) fn save(&mut self, record: StoredSecret) {
+        self.unconfirmed
+            .retain(|u| !(u.target == record.target && same_secret(&u.secret, &record.secret)));
         self.records
             .retain(|r| match (&record.webhook_gid, &r.webhook_gid) {
                 (Some(gid), Some(other)) if gid == other => false,
@@ -181,5 +222,38 @@ impl Registry {
 
     pub(crate) fn open_windows(&self) -> usize {
         self.windows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handshake(secret: &str, hours_ago: i64) -> UnconfirmedHandshake {
+        UnconfirmedHandshake {
+            target: TargetKey::from_path_and_query("/a"),
+            secret: HookSecret::new(secret),
+            received_at: chrono::Utc::now() - chrono::Duration::hours(hours_ago),
+        }
+    }
+
+    #[test]
+    fn unconfirmed_handshakes_are_kept_a_day_and_forgotten_when_saved() {
+        let mut registry = Registry::default();
+        assert!(registry.record_unconfirmed(handshake("old", 26)));
+        assert!(registry.record_unconfirmed(handshake("recent", 1)));
+        let target = TargetKey::from_path_and_query("/a");
+        let kept: Vec<String> = registry
+            .unconfirmed_for(&target)
+            .iter()
+            .map(|u| u.secret.expose().to_string())
+            .collect();
+        assert_eq!(kept, ["recent"], "older than 25 hours: dropped");
+        registry.save(StoredSecret::new(
+            target.clone(),
+            "1",
+            HookSecret::new("recent"),
+        ));
+        assert!(registry.unconfirmed_for(&target).is_empty());
     }
 }
