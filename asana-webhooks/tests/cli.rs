@@ -1,6 +1,9 @@
 //! The `asana-webhooks` command line end to end: a sandbox process, a
 //! listener process, and the management commands, all on 127.0.0.1.
 
+#[path = "support/postgres.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -327,6 +330,12 @@ fn listen_runs_several_webhooks_on_one_target() {
     );
 }
 
+/// Where the killed listener keeps its secrets.
+enum Engine {
+    File,
+    Postgres(support::Postgres),
+}
+
 /// A listener killed between the handshake and Asana's 201 answer: the
 /// sandbox holds every 201 back for a minute, so the webhook exists at
 /// Asana with a secret that only the echoed handshake carried.
@@ -336,7 +345,9 @@ struct KilledBefore201 {
     client: asana_webhooks::Client,
     env: Vec<(&'static str, String)>,
     args: Vec<String>,
+    engine: Engine,
     secrets: std::path::PathBuf,
+    key: asana_webhooks::secrets::TargetKey,
     gid: String,
     _dir: tempfile::TempDir,
 }
@@ -346,7 +357,7 @@ impl KilledBefore201 {
     /// the handshake and the heartbeat after it were answered, sends
     /// `forged` handshakes to it (as anyone who can reach it could), and
     /// kills it.
-    fn run(forged: &[&str]) -> Self {
+    fn run(engine: Engine, forged: &[&str]) -> Self {
         use asana_webhooks::sandbox::Sandbox;
         use asana_webhooks::types::WebhookOptField;
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -362,7 +373,7 @@ impl KilledBefore201 {
         let secrets = dir.path().join("secrets.json");
         let addr = format!("127.0.0.1:{}", free_port());
         let target = format!("http://{addr}/hooks/project");
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "listen",
             "--addr",
             &addr,
@@ -372,11 +383,13 @@ impl KilledBefore201 {
             WORKSPACE,
             "--target",
             &target,
-            "--secrets",
-            secrets.to_str().unwrap(),
         ]
         .map(String::from)
         .to_vec();
+        match &engine {
+            Engine::File => args.extend(["--secrets".into(), secrets.display().to_string()]),
+            Engine::Postgres(db) => args.extend(["--database-url".into(), db.url()]),
+        }
         let env = vec![
             ("ASANA_TOKEN", "cli-token".to_string()),
             ("ASANA_BASE_URL", base_url.clone()),
@@ -392,7 +405,9 @@ impl KilledBefore201 {
             client,
             env,
             args,
+            engine,
             secrets,
+            key: asana_webhooks::secrets::TargetKey::from_url(&target).unwrap(),
             gid: String::new(),
             _dir: dir,
         };
@@ -450,30 +465,57 @@ impl KilledBefore201 {
             .items
     }
 
-    fn on_disk(&self) -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(&self.secrets).unwrap()).unwrap()
+    /// What the listener's store holds for the target: the gids of its
+    /// stored secrets, and how many unconfirmed handshakes it keeps.
+    fn stored(&self) -> (Vec<String>, usize) {
+        use asana_webhooks::secrets::{FileSecretStore, SecretStore};
+        async fn read(
+            store: impl SecretStore,
+            key: &asana_webhooks::secrets::TargetKey,
+        ) -> (Vec<String>, usize) {
+            let gids = store
+                .secrets_for(key)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|r| r.webhook_gid)
+                .collect();
+            (gids, store.unconfirmed_handshakes(key).await.unwrap().len())
+        }
+        self.runtime.block_on(async {
+            match &self.engine {
+                Engine::File => {
+                    read(
+                        FileSecretStore::open(&self.secrets).await.unwrap(),
+                        &self.key,
+                    )
+                    .await
+                }
+                Engine::Postgres(db) => {
+                    let pool = asana_webhooks::postgres::connect(&db.url()).await.unwrap();
+                    read(
+                        asana_webhooks::postgres::PostgresSecretStore::new(pool),
+                        &self.key,
+                    )
+                    .await
+                }
+            }
+        })
     }
 }
 
 /// Killed between the handshake and the 201, the listener loses no secret:
 /// restarted, its `ensure()` gets "Duplicated webhook", finds the webhook,
-/// stores the one handshake secret it had written to disk before echoing
-/// it, and the webhook's deliveries are verified and printed.
-#[test]
-fn sigkill_between_handshake_and_201_loses_no_secret() {
+/// stores the one handshake secret it had written down before echoing it,
+/// and the webhook's deliveries are verified and printed.
+fn no_secret_lost_by_a_kill_before_the_201(engine: Engine) {
     use asana_webhooks::sandbox::EmittedEvent;
-    let killed = KilledBefore201::run(&[]);
+    let killed = KilledBefore201::run(engine, &[]);
     let gid = killed.gid.clone();
-    let on_disk = killed.on_disk();
     assert_eq!(
-        on_disk["webhooks"].as_array().map_or(0, Vec::len),
-        0,
-        "killed before the 201: no secret confirmed yet: {on_disk}"
-    );
-    assert_eq!(
-        on_disk["unconfirmed"].as_array().map(Vec::len),
-        Some(1),
-        "the echoed handshake is on disk: {on_disk}"
+        killed.stored(),
+        (vec![], 1),
+        "killed before the 201: no secret confirmed, the echoed handshake kept"
     );
 
     // Restarted: the webhook is found and its secret stored.
@@ -481,9 +523,7 @@ fn sigkill_between_handshake_and_201_loses_no_secret() {
     let line: serde_json::Value = serde_json::from_str(&second.line_with("\"created\"")).unwrap();
     assert_eq!(line["webhook_gid"], gid.as_str(), "{line}");
     assert_eq!(line["created"], false, "{line}");
-    let on_disk = killed.on_disk();
-    assert_eq!(on_disk["webhooks"][0]["webhook_gid"], gid.as_str());
-    assert!(on_disk["unconfirmed"].is_null(), "confirmed: {on_disk}");
+    assert_eq!(killed.stored(), (vec![gid.clone()], 0));
     assert_eq!(
         killed.webhooks().len(),
         1,
@@ -506,16 +546,23 @@ fn sigkill_between_handshake_and_201_loses_no_secret() {
     assert_eq!(event["event"]["resource"]["gid"], TASK, "{event}");
 }
 
+#[test]
+fn sigkill_between_handshake_and_201_loses_no_secret() {
+    no_secret_lost_by_a_kill_before_the_201(Engine::File);
+}
+
+#[test]
+fn sigkill_between_handshake_and_201_loses_no_secret_in_postgres() {
+    no_secret_lost_by_a_kill_before_the_201(Engine::Postgres(support::Postgres::start()));
+}
+
 /// A forged handshake echoed in the same window makes the recovery
 /// ambiguous: nothing is trusted, and the restarted listener stops with an
 /// error that says to delete and re-create the webhook.
 #[test]
 fn a_forged_handshake_in_the_window_is_never_trusted_after_a_kill() {
-    let killed = KilledBefore201::run(&["forged-by-someone-else"]);
-    assert_eq!(
-        killed.on_disk()["unconfirmed"].as_array().map(Vec::len),
-        Some(2)
-    );
+    let killed = KilledBefore201::run(Engine::File, &["forged-by-someone-else"]);
+    assert_eq!(killed.stored(), (vec![], 2));
     let mut second = Command::new(BIN)
         .args(&killed.args)
         .env_remove("ASANA_TOKEN")
@@ -543,14 +590,5 @@ fn a_forged_handshake_in_the_window_is_never_trusted_after_a_kill() {
         stderr.contains(&killed.gid) && stderr.contains("delete it"),
         "{stderr}"
     );
-    let on_disk = killed.on_disk();
-    assert_eq!(
-        on_disk["webhooks"].as_array().map_or(0, Vec::len),
-        0,
-        "no secret stored: {on_disk}"
-    );
-    assert!(
-        !on_disk.to_string().contains("\"webhook_gid\""),
-        "{on_disk}"
-    );
+    assert_eq!(killed.stored(), (vec![], 2), "no secret stored");
 }
