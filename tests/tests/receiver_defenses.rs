@@ -619,3 +619,38 @@ async fn stalled_bodies_are_cut_off_and_the_server_keeps_serving() {
         Notification::Events { .. }
     ));
 }
+
+/// A flood of forged handshakes while a registration is in flight cannot
+/// grow a durable store without bound: past the per-target limit each one
+/// gets 503 with `Retry-After`, and nothing more is written down.
+#[tokio::test]
+async fn a_flood_of_handshakes_is_refused_past_the_limit_of_unconfirmed_ones() {
+    use asana_webhooks::secrets::{FileSecretStore, MAX_UNCONFIRMED_PER_TARGET};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileSecretStore::open(dir.path().join("secrets.json"))
+        .await
+        .unwrap();
+    let (receiver, _notifications) = Receiver::new(store.clone());
+    let addr = serve(axum::Router::new().nest("/hooks", receiver.router())).await;
+    let url = format!("http://{addr}/hooks/flooded");
+    let key = TargetKey::from_path_and_query("/hooks/flooded");
+    store
+        .open_registration(&key, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for n in 0..MAX_UNCONFIRMED_PER_TARGET {
+        assert_eq!(post_handshake(&url, &format!("forged-{n}")).await, 200);
+    }
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("X-Hook-Secret", "one-too-many")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        store.unconfirmed_handshakes(&key).await.unwrap().len(),
+        MAX_UNCONFIRMED_PER_TARGET
+    );
+}

@@ -155,9 +155,9 @@ impl SecretStore for PostgresSecretStore {
                 .get(0);
             if !known {
                 tx.rollback().await.map_err(backend)?;
-                return Err(StoreError::Backend(format!(
-                    "{MAX_UNCONFIRMED_PER_TARGET} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)"
-                )));
+                return Err(StoreError::TooManyUnconfirmed {
+                    target: target.clone(),
+                });
             }
         }
         let pending: i64 = tx

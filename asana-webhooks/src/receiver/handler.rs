@@ -19,6 +19,7 @@ static UNSIGNED: LimitedWarning = LimitedWarning::new();
 static UNKNOWN_TARGET: LimitedWarning = LimitedWarning::new();
 static BAD_SIGNATURE: LimitedWarning = LimitedWarning::new();
 static HANDSHAKE_REFUSED: LimitedWarning = LimitedWarning::new();
+static HANDSHAKE_FLOOD: LimitedWarning = LimitedWarning::new();
 static SLOW_BODY: LimitedWarning = LimitedWarning::new();
 
 fn answer(status: StatusCode, text: &'static str) -> Response {
@@ -131,6 +132,10 @@ async fn handshake<S: SecretStore>(
                 StatusCode::FORBIDDEN,
                 "no webhook registration is in flight for this target\n",
             );
+        }
+        Err(e @ crate::secrets::StoreError::TooManyUnconfirmed { .. }) => {
+            refusal!(HANDSHAKE_FLOOD, %target, error = %e, "refused a handshake");
+            return retry_later("too many unconfirmed handshakes for this target\n", "60");
         }
         Err(e) => return store_unavailable(target, &e),
     }

@@ -156,6 +156,15 @@ impl FileSecretStore {
         &self,
         change: impl FnOnce(&mut Registry) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.change_if(move |s| (change(s), true)).await
+    }
+
+    /// Like [`Self::change`], but writes only when `change` says (in the
+    /// second half of its result) that it changed something.
+    async fn change_if<T: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Registry) -> (T, bool) + Send + 'static,
+    ) -> Result<T, StoreError> {
         let _guard = self.inner.write_lock.lock().await;
         let (inner, memory) = (Arc::clone(&self.inner), self.memory.clone());
         let (stamp, result) = blocking(move || {
@@ -163,14 +172,17 @@ impl FileSecretStore {
             let (_, on_disk) = inner.read()?;
             let (result, contents) = memory.with(|s| {
                 load(s, on_disk);
-                let result = change(s);
-                let contents = FileContents {
+                let (result, changed) = change(s);
+                let contents = changed.then(|| FileContents {
                     version: FILE_VERSION,
                     webhooks: s.records.clone(),
                     unconfirmed: s.unconfirmed.clone(),
-                };
+                });
                 (result, contents)
             });
+            let Some(contents) = contents else {
+                return Ok((stamp(&inner.path).map_err(|e| inner.io(e))?, result));
+            };
             let bytes = serde_json::to_vec_pretty(&contents).expect("secrets serialise");
             if let Err(e) = write_atomically(&inner.path, &bytes) {
                 // Memory must not claim what the disk does not hold.
@@ -348,14 +360,19 @@ impl SecretStore for FileSecretStore {
                 secret: secret.clone(),
                 received_at: chrono::Utc::now(),
             };
-            if !self
-                .change(move |s| s.record_unconfirmed(handshake))
-                .await?
-            {
-                return Err(StoreError::Backend(format!(
-                    "{} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)",
-                    super::MAX_UNCONFIRMED_PER_TARGET
-                )));
+            let recorded = self
+                .change_if(move |s| {
+                    let before = s.unconfirmed.clone();
+                    let recorded = s.record_unconfirmed(handshake);
+                    // Nothing to write for a repeat or a refusal (unless
+                    // old entries were dropped on the way).
+                    (recorded, s.unconfirmed != before)
+                })
+                .await?;
+            if !recorded {
+                return Err(StoreError::TooManyUnconfirmed {
+                    target: target.clone(),
+                });
             }
         }
         Ok(verdict)
@@ -498,15 +515,24 @@ mod tests {
             let secret = HookSecret::new(format!("flood-{n}"));
             store.accept_handshake(&key("/a"), &secret).await.unwrap();
         }
+        let before = stamp(store.path()).unwrap();
         let repeat = HookSecret::new("flood-0");
         assert!(store.accept_handshake(&key("/a"), &repeat).await.is_ok());
         let one_more = HookSecret::new("flood-more");
         let refused = store
             .accept_handshake(&key("/a"), &one_more)
             .await
-            .unwrap_err()
-            .to_string();
-        assert!(refused.contains("flooding"), "{refused}");
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::TooManyUnconfirmed { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("flooding"), "{refused}");
+        assert_eq!(
+            stamp(store.path()).unwrap(),
+            before,
+            "neither a repeat nor a refusal rewrites the file"
+        );
         assert_eq!(
             store
                 .unconfirmed_handshakes(&key("/a"))

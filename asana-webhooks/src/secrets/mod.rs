@@ -242,6 +242,17 @@ pub enum StoreError {
     /// A database or other backend failed.
     #[error("secret store backend: {0}")]
     Backend(String),
+    /// The target already has [`MAX_UNCONFIRMED_PER_TARGET`] unconfirmed
+    /// handshakes: more are refused, since someone may be flooding the
+    /// endpoint with forged ones. They expire after [`UNCONFIRMED_KEPT_FOR`]
+    /// or when a webhook's secret is saved.
+    #[error(
+        "{MAX_UNCONFIRMED_PER_TARGET} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)"
+    )]
+    TooManyUnconfirmed {
+        /// The target.
+        target: TargetKey,
+    },
 }
 
 /// Storage for webhook secrets and registrations in flight.
