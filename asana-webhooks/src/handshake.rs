@@ -312,11 +312,33 @@ async fn recover_after_restart<S: SecretStore>(
     if unconfirmed.is_empty() {
         return Ok(false);
     }
-    let webhook = client
-        .get_webhook(gid)
-        .opt_fields([WebhookOptField::CreatedAt, WebhookOptField::Target])
-        .send()
-        .await?;
+    let asked_at = chrono::Utc::now();
+    let response = crate::error::generated(
+        client
+            .generated()
+            .get_webhook()
+            .webhook_gid(gid)
+            .opt_fields(vec![WebhookOptField::CreatedAt, WebhookOptField::Target])
+            .send(),
+    )
+    .await?;
+    // Asana's clock against this machine's, from the answer's `Date`
+    // (second resolution): `created_at` is Asana's time, `received_at`
+    // ours, and a skewed local clock must not move the wrong handshake
+    // into the margin.
+    let skew = response
+        .headers()
+        .get("date")
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+        .map(|asana_now| {
+            let local = asked_at + (chrono::Utc::now() - asked_at) / 2;
+            asana_now.with_timezone(&chrono::Utc) - local
+        })
+        .unwrap_or_default();
+    let Some(webhook) = response.into_inner().data else {
+        return Ok(false);
+    };
     let (Some(created_at), Some(target_now)) = (webhook.created_at, webhook.target.as_deref())
     else {
         return Ok(false);
@@ -324,10 +346,19 @@ async fn recover_after_restart<S: SecretStore>(
     if target_now != target {
         return Ok(false);
     }
+    // On this machine's clock, with a second for the `Date` resolution.
+    let created_here = created_at - skew;
     let margin = chrono::Duration::from_std(RECOVERY_MARGIN).expect("fits");
+    if let Some(span) = store.unrecorded_handshakes(&key).await?
+        && span.first - margin <= created_here + chrono::Duration::seconds(1)
+        && created_here - chrono::Duration::seconds(1) <= span.last + margin
+    {
+        tracing::warn!(%gid, %key, "handshakes beyond the store's limit went unrecorded when this webhook was created (a flood?); none can be trusted as its secret");
+        return Ok(false);
+    }
     let near: Vec<_> = unconfirmed
         .iter()
-        .filter(|u| (u.received_at - created_at).abs() <= margin)
+        .filter(|u| (u.received_at - created_here).abs() <= margin)
         .collect();
     let [only] = near.as_slice() else {
         if near.len() > 1 {

@@ -358,6 +358,12 @@ impl KilledBefore201 {
     /// `forged` handshakes to it (as anyone who can reach it could), and
     /// kills it.
     fn run(engine: Engine, forged: &[&str]) -> Self {
+        Self::run_seeded(engine, forged, &[])
+    }
+
+    /// Like [`Self::run`], the file store first holding `seeded`
+    /// unconfirmed handshakes (secret, minutes ago) for the target.
+    fn run_seeded(engine: Engine, forged: &[&str], seeded: &[(&str, i64)]) -> Self {
         use asana_webhooks::sandbox::Sandbox;
         use asana_webhooks::types::WebhookOptField;
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -411,6 +417,22 @@ impl KilledBefore201 {
             gid: String::new(),
             _dir: dir,
         };
+        if !seeded.is_empty() {
+            let unconfirmed: Vec<serde_json::Value> = seeded
+                .iter()
+                .map(|(secret, minutes_ago)| {
+                    let at = chrono::Utc::now() - chrono::Duration::minutes(*minutes_ago);
+                    serde_json::json!({
+                        "target": killed.key.as_str(),
+                        "secret": secret,
+                        "received_at": at.to_rfc3339(),
+                    })
+                })
+                .collect();
+            let file =
+                serde_json::json!({"version": 3, "webhooks": [], "unconfirmed": unconfirmed});
+            std::fs::write(&killed.secrets, file.to_string()).unwrap();
+        }
         let mut first = killed.start();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         killed.gid = loop {
@@ -563,6 +585,32 @@ fn sigkill_between_handshake_and_201_loses_no_secret_in_postgres() {
 fn a_forged_handshake_in_the_window_is_never_trusted_after_a_kill() {
     let killed = KilledBefore201::run(Engine::File, &["forged-by-someone-else"]);
     assert_eq!(killed.stored(), (vec![], 2));
+    restart_refuses_to_trust(&killed);
+    assert_eq!(killed.stored(), (vec![], 2), "no secret stored");
+}
+
+/// A flood that filled the store's limit of unconfirmed handshakes earlier,
+/// then one forged handshake just before Asana's (written down as the last
+/// one that fits, while Asana's is only answered): the forged one is the
+/// only one written down near the webhook's creation, and it must still
+/// not be trusted, because handshakes went unrecorded then.
+#[test]
+fn a_forged_handshake_alone_on_record_after_a_flood_is_never_trusted() {
+    let limit = asana_webhooks::secrets::MAX_UNCONFIRMED_PER_TARGET;
+    let old: Vec<String> = (1..limit).map(|n| format!("flooded-{n}")).collect();
+    let mut seeded: Vec<(&str, i64)> = old.iter().map(|s| (s.as_str(), 20)).collect();
+    seeded.push(("forged-just-before-asana", 0));
+    let killed = KilledBefore201::run_seeded(Engine::File, &[], &seeded);
+    let (stored, unconfirmed) = killed.stored();
+    assert!(stored.is_empty());
+    assert_eq!(unconfirmed, limit, "Asana's handshake was not written down");
+    restart_refuses_to_trust(&killed);
+    assert!(killed.stored().0.is_empty(), "no secret stored");
+}
+
+/// Restarts the killed listener and checks that it stops with the error
+/// that names the webhook and says to delete it.
+fn restart_refuses_to_trust(killed: &KilledBefore201) {
     let mut second = Command::new(BIN)
         .args(&killed.args)
         .env_remove("ASANA_TOKEN")
@@ -590,5 +638,4 @@ fn a_forged_handshake_in_the_window_is_never_trusted_after_a_kill() {
         stderr.contains(&killed.gid) && stderr.contains("delete it"),
         "{stderr}"
     );
-    assert_eq!(killed.stored(), (vec![], 2), "no secret stored");
 }

@@ -99,6 +99,11 @@ CREATE TABLE asana_webhooks_unconfirmed (
     received_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (target, secret)
 );
+CREATE TABLE asana_webhooks_unrecorded (
+    target text PRIMARY KEY,
+    first_at timestamptz NOT NULL,
+    last_at timestamptz NOT NULL
+);
 "#
     };
 }

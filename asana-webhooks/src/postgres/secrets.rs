@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 use crate::secret::HookSecret;
 use crate::secrets::{
     HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, SecretStore, StoreError,
-    StoredSecret, TargetKey, UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake,
+    StoredSecret, TargetKey, UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
 };
 
 /// Secrets and registrations in PostgreSQL, shared by every receiver
@@ -128,9 +128,17 @@ impl SecretStore for PostgresSecretStore {
         .map_err(backend)?;
         // Kept past the registration (committed before the echo), so that
         // the secret can be recovered should the creating process die
-        // before Asana's 201; bounded per target against floods.
+        // before Asana's 201; past the per-target limit only the span in
+        // which further ones arrived is kept (never refused: a flood must
+        // not block creates).
         tx.execute(
             "DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - make_interval(secs => $1)",
+            &[&UNCONFIRMED_KEPT_FOR.as_secs_f64()],
+        )
+        .await
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM asana_webhooks_unrecorded WHERE last_at < now() - make_interval(secs => $1)",
             &[&UNCONFIRMED_KEPT_FOR.as_secs_f64()],
         )
         .await
@@ -145,20 +153,15 @@ impl SecretStore for PostgresSecretStore {
             .await
             .map_err(backend)?;
         if inserted == 0 {
-            let known: bool = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM asana_webhooks_unconfirmed WHERE target = $1 AND secret = $2)",
-                    &[&target.as_str(), &secret.expose()],
-                )
-                .await
-                .map_err(backend)?
-                .get(0);
-            if !known {
-                tx.rollback().await.map_err(backend)?;
-                return Err(StoreError::TooManyUnconfirmed {
-                    target: target.clone(),
-                });
-            }
+            tx.execute(
+                "INSERT INTO asana_webhooks_unrecorded (target, first_at, last_at)
+                 SELECT $1, clock_timestamp(), clock_timestamp()
+                 WHERE NOT EXISTS (SELECT 1 FROM asana_webhooks_unconfirmed WHERE target = $1 AND secret = $2)
+                 ON CONFLICT (target) DO UPDATE SET last_at = excluded.last_at",
+                &[&target.as_str(), &secret.expose()],
+            )
+            .await
+            .map_err(backend)?;
         }
         let pending: i64 = tx
             .query_one(
@@ -286,8 +289,9 @@ impl SecretStore for PostgresSecretStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT secret, received_at FROM asana_webhooks_unconfirmed WHERE target = $1 ORDER BY received_at",
-                &[&target.as_str()],
+                "SELECT secret, received_at FROM asana_webhooks_unconfirmed
+                 WHERE target = $1 AND received_at >= now() - make_interval(secs => $2) ORDER BY received_at",
+                &[&target.as_str(), &UNCONFIRMED_KEPT_FOR.as_secs_f64()],
             )
             .await
             .map_err(backend)?;
@@ -299,6 +303,26 @@ impl SecretStore for PostgresSecretStore {
                 received_at: r.get::<_, std::time::SystemTime>(1).into(),
             })
             .collect())
+    }
+
+    async fn unrecorded_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> Result<Option<UnrecordedSpan>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT first_at, last_at FROM asana_webhooks_unrecorded
+                 WHERE target = $1 AND last_at >= now() - make_interval(secs => $2)",
+                &[&target.as_str(), &UNCONFIRMED_KEPT_FOR.as_secs_f64()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|r| UnrecordedSpan {
+            target: target.clone(),
+            first: r.get::<_, std::time::SystemTime>(0).into(),
+            last: r.get::<_, std::time::SystemTime>(1).into(),
+        }))
     }
 
     async fn remove_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {

@@ -19,7 +19,7 @@ static UNSIGNED: LimitedWarning = LimitedWarning::new();
 static UNKNOWN_TARGET: LimitedWarning = LimitedWarning::new();
 static BAD_SIGNATURE: LimitedWarning = LimitedWarning::new();
 static HANDSHAKE_REFUSED: LimitedWarning = LimitedWarning::new();
-static HANDSHAKE_FLOOD: LimitedWarning = LimitedWarning::new();
+static HANDSHAKE_SUSPICIOUS: LimitedWarning = LimitedWarning::new();
 static SLOW_BODY: LimitedWarning = LimitedWarning::new();
 
 fn answer(status: StatusCode, text: &'static str) -> Response {
@@ -109,7 +109,7 @@ async fn handshake<S: SecretStore>(
     match inner.store.accept_handshake(target, &secret).await {
         Ok(HandshakeVerdict::Accepted { suspicious }) => {
             if suspicious {
-                tracing::warn!(%target, "more handshakes than registrations in flight for this target: someone other than Asana may be sending them; only the secret Asana's 201 answer confirms will be trusted");
+                refusal!(HANDSHAKE_SUSPICIOUS, %target, "more handshakes than registrations in flight for this target: someone other than Asana may be sending them; only the secret Asana's 201 answer confirms will be trusted");
             } else {
                 tracing::info!(%target, "answered a webhook handshake; its secret is pending until Asana's answer confirms it");
             }
@@ -132,10 +132,6 @@ async fn handshake<S: SecretStore>(
                 StatusCode::FORBIDDEN,
                 "no webhook registration is in flight for this target\n",
             );
-        }
-        Err(e @ crate::secrets::StoreError::TooManyUnconfirmed { .. }) => {
-            refusal!(HANDSHAKE_FLOOD, %target, error = %e, "refused a handshake");
-            return retry_later("too many unconfirmed handshakes for this target\n", "60");
         }
         Err(e) => return store_unavailable(target, &e),
     }

@@ -12,7 +12,6 @@
 //! | declared body over the limit (default 1 MiB) | 413 |
 //! | `X-Hook-Secret`, a registration for its target in flight | 200, header echoed; the secret is *pending* (and, in durable stores, written down before the echo) |
 //! | `X-Hook-Secret`, none in flight | 403, nothing stored |
-//! | `X-Hook-Secret`, the target's unconfirmed handshakes at their limit | 503 + `Retry-After`, nothing stored |
 //! | no `X-Hook-Signature`, or not 64 hex digits | 401, body not read |
 //! | no secret stored or pending for the target | 401, body not read |
 //! | body slower than the read timeout (default 10 s) | 408 |

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::registry::Registry;
 use super::{
     HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
-    TargetKey, UnconfirmedHandshake,
+    TargetKey, UnconfirmedHandshake, UnrecordedSpan,
 };
 use crate::secret::HookSecret;
 
@@ -83,13 +83,18 @@ struct FileContents {
     /// ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     unconfirmed: Vec<UnconfirmedHandshake>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unrecorded: Vec<UnrecordedSpan>,
 }
 
-/// Version 2 holds several secrets per target (one per webhook), the
-/// watched resource and the unconfirmed handshakes; version 1 (one secret
-/// per target) is read as is.
+/// Version 2 holds several secrets per target (one per webhook) and the
+/// watched resource; version 1 (one secret per target) is read as is.
+/// Version 3 adds unconfirmed handshakes: a file that holds some is
+/// written as version 3, so that a build that predates them refuses it
+/// rather than rewriting it without them.
 const FILE_VERSION: u32 = 2;
-const READABLE_VERSIONS: [u32; 2] = [1, 2];
+const FILE_VERSION_WITH_UNCONFIRMED: u32 = 3;
+const READABLE_VERSIONS: [u32; 3] = [1, 2, 3];
 
 impl std::fmt::Debug for FileSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,10 +178,16 @@ impl FileSecretStore {
             let (result, contents) = memory.with(|s| {
                 load(s, on_disk);
                 let (result, changed) = change(s);
+                let unconfirmed = !s.unconfirmed.is_empty() || !s.unrecorded.is_empty();
                 let contents = changed.then(|| FileContents {
-                    version: FILE_VERSION,
+                    version: if unconfirmed {
+                        FILE_VERSION_WITH_UNCONFIRMED
+                    } else {
+                        FILE_VERSION
+                    },
                     webhooks: s.records.clone(),
                     unconfirmed: s.unconfirmed.clone(),
+                    unrecorded: s.unrecorded.clone(),
                 });
                 (result, contents)
             });
@@ -203,6 +214,7 @@ impl FileSecretStore {
 fn load(registry: &mut Registry, contents: FileContents) {
     registry.records = contents.webhooks;
     registry.unconfirmed = contents.unconfirmed;
+    registry.unrecorded = contents.unrecorded;
 }
 
 /// Runs blocking file work off the async threads.
@@ -360,20 +372,15 @@ impl SecretStore for FileSecretStore {
                 secret: secret.clone(),
                 received_at: chrono::Utc::now(),
             };
-            let recorded = self
-                .change_if(move |s| {
-                    let before = s.unconfirmed.clone();
-                    let recorded = s.record_unconfirmed(handshake);
-                    // Nothing to write for a repeat or a refusal (unless
-                    // old entries were dropped on the way).
-                    (recorded, s.unconfirmed != before)
-                })
-                .await?;
-            if !recorded {
-                return Err(StoreError::TooManyUnconfirmed {
-                    target: target.clone(),
-                });
-            }
+            // Never refused for the limit: a flood must not block creates.
+            self.change_if(move |s| {
+                let before = (s.unconfirmed.clone(), s.unrecorded.clone());
+                s.record_unconfirmed(handshake);
+                // Nothing to write for a repeat (unless old entries were
+                // dropped on the way).
+                ((), (s.unconfirmed.clone(), s.unrecorded.clone()) != before)
+            })
+            .await?;
         }
         Ok(verdict)
     }
@@ -422,6 +429,14 @@ impl SecretStore for FileSecretStore {
     ) -> Result<Vec<UnconfirmedHandshake>, StoreError> {
         self.refresh()?;
         Ok(self.memory.with(|s| s.unconfirmed_for(target)))
+    }
+
+    async fn unrecorded_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> Result<Option<UnrecordedSpan>, StoreError> {
+        self.refresh()?;
+        Ok(self.memory.with(|s| s.unrecorded_for(target)))
     }
 }
 
@@ -502,7 +517,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flood_of_handshakes_is_refused_beyond_the_limit_and_repeats_cost_nothing() {
+    async fn past_the_limit_handshakes_are_answered_but_only_their_span_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileSecretStore::open(dir.path().join("secrets.json"))
             .await
@@ -515,32 +530,41 @@ mod tests {
             let secret = HookSecret::new(format!("flood-{n}"));
             store.accept_handshake(&key("/a"), &secret).await.unwrap();
         }
+        assert_eq!(store.unrecorded_handshakes(&key("/a")).await.unwrap(), None);
         let before = stamp(store.path()).unwrap();
         let repeat = HookSecret::new("flood-0");
         assert!(store.accept_handshake(&key("/a"), &repeat).await.is_ok());
-        let one_more = HookSecret::new("flood-more");
-        let refused = store
-            .accept_handshake(&key("/a"), &one_more)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(refused, StoreError::TooManyUnconfirmed { .. }),
-            "{refused}"
-        );
-        assert!(refused.to_string().contains("flooding"), "{refused}");
         assert_eq!(
             stamp(store.path()).unwrap(),
             before,
-            "neither a repeat nor a refusal rewrites the file"
+            "a repeat rewrites nothing"
         );
+        for n in 0..3 {
+            let one_more = HookSecret::new(format!("one-more-{n}"));
+            let verdict = store.accept_handshake(&key("/a"), &one_more).await.unwrap();
+            assert!(
+                matches!(verdict, HandshakeVerdict::Accepted { .. }),
+                "never refused for the limit: a flood must not block creates"
+            );
+        }
         assert_eq!(
             store
                 .unconfirmed_handshakes(&key("/a"))
                 .await
                 .unwrap()
                 .len(),
-            super::super::MAX_UNCONFIRMED_PER_TARGET
+            super::super::MAX_UNCONFIRMED_PER_TARGET,
+            "no more written down"
         );
+        let reopened = FileSecretStore::open(store.path()).await.unwrap();
+        let span = reopened
+            .unrecorded_handshakes(&key("/a"))
+            .await
+            .unwrap()
+            .expect("the span of the unrecorded ones is kept");
+        assert!(span.first <= span.last);
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(text.contains(r#""version": 3"#), "{text}");
     }
 
     #[tokio::test]

@@ -35,12 +35,15 @@
 //! that carried it went to a dead process. Durable stores keep every echoed
 //! handshake until a 201 confirms it ([`SecretStore::unconfirmed_handshakes`]),
 //! so that the next `ensure()` (which gets Asana's "Duplicated webhook"
-//! answer) can store the secret: the one unconfirmed handshake of the target
-//! that arrived within [`RECOVERY_MARGIN`] of the webhook's `created_at`.
-//! Asana's own handshake for that webhook is always among them, so when
-//! exactly one is there it is Asana's; when a second one (a forgery, or
-//! another create) is there too, nothing is trusted and the error says to
-//! delete and re-create the webhook.
+//! answer, and needs the workspace to find the webhook) can store the
+//! secret: the one unconfirmed handshake of the target that arrived within
+//! [`RECOVERY_MARGIN`] of the webhook's `created_at` (Asana's clock, set
+//! against this machine's by the `Date` of Asana's answer). Asana's own
+//! handshake for that webhook is always among them, so when exactly one is
+//! there it is Asana's; when a second one (a forgery, or another create) is
+//! there too, or when handshakes beyond [`MAX_UNCONFIRMED_PER_TARGET`] went
+//! unrecorded near that time (a flood), nothing is trusted and the error
+//! says to delete and re-create the webhook.
 
 mod file;
 mod memory;
@@ -177,9 +180,12 @@ pub const RECOVERY_MARGIN: Duration = Duration::from_secs(300);
 /// fail before deleting it.
 pub const UNCONFIRMED_KEPT_FOR: Duration = Duration::from_secs(25 * 3600);
 
-/// The most unconfirmed handshakes a durable store keeps per target; a
-/// handshake beyond them is refused (answered 503), so that a flood of
-/// forged handshakes cannot grow the store without bound.
+/// The most unconfirmed handshakes a durable store writes down per target,
+/// so that a flood of forged handshakes cannot grow it without bound. A
+/// handshake beyond them is still answered (refusing it would let a flood
+/// block every create), but only the span of time in which such handshakes
+/// arrived is kept ([`SecretStore::unrecorded_handshakes`]), and recovery
+/// trusts nothing near it.
 pub const MAX_UNCONFIRMED_PER_TARGET: usize = 256;
 
 /// A handshake this receiver answered (echoed) whose secret no 201 has
@@ -242,17 +248,6 @@ pub enum StoreError {
     /// A database or other backend failed.
     #[error("secret store backend: {0}")]
     Backend(String),
-    /// The target already has [`MAX_UNCONFIRMED_PER_TARGET`] unconfirmed
-    /// handshakes: more are refused, since someone may be flooding the
-    /// endpoint with forged ones. They expire after [`UNCONFIRMED_KEPT_FOR`]
-    /// or when a webhook's secret is saved.
-    #[error(
-        "{MAX_UNCONFIRMED_PER_TARGET} unconfirmed handshakes are kept for {target} already; refusing more (someone may be flooding the endpoint with handshakes)"
-    )]
-    TooManyUnconfirmed {
-        /// The target.
-        target: TargetKey,
-    },
 }
 
 /// Storage for webhook secrets and registrations in flight.
@@ -341,6 +336,32 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         let _ = target;
         async { Ok(Vec::new()) }
     }
+
+    /// When handshakes for `target` beyond [`MAX_UNCONFIRMED_PER_TARGET`]
+    /// were echoed without being written down (within the last
+    /// [`UNCONFIRMED_KEPT_FOR`]): the first and last time one arrived.
+    /// Recovery trusts no unconfirmed handshake near that span, since the
+    /// one Asana sent may be among those not written down. Stores that do
+    /// not outlive their process return none (the default).
+    fn unrecorded_handshakes(
+        &self,
+        target: &TargetKey,
+    ) -> impl Future<Output = Result<Option<UnrecordedSpan>, StoreError>> + Send {
+        let _ = target;
+        async { Ok(None) }
+    }
+}
+
+/// The span of time in which handshakes for a target were echoed without
+/// being written down (see [`MAX_UNCONFIRMED_PER_TARGET`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnrecordedSpan {
+    /// The target.
+    pub target: TargetKey,
+    /// When the first of them arrived.
+    pub first: chrono::DateTime<chrono::Utc>,
+    /// When the last of them arrived.
+    pub last: chrono::DateTime<chrono::Utc>,
 }
 
 #[cfg(test)]

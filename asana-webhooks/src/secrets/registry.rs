@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{
     HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, StoredSecret, TargetKey,
-    UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake,
+    UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
 };
 use crate::secret::HookSecret;
 
@@ -20,6 +20,8 @@ pub(crate) struct Registry {
     pub(crate) records: Vec<StoredSecret>,
     /// Echoed handshakes not confirmed yet; only durable stores fill it.
     pub(crate) unconfirmed: Vec<UnconfirmedHandshake>,
+    /// Per target, when handshakes past the limit went unrecorded.
+    pub(crate) unrecorded: Vec<UnrecordedSpan>,
     windows: HashMap<TargetKey, Window>,
 }
 
@@ -38,6 +40,10 @@ struct Registration {
 struct Pending {
     secret: HookSecret,
     received_at: Instant,
+}
+
+fn kept_for() -> chrono::Duration {
+    chrono::Duration::from_std(UNCONFIRMED_KEPT_FOR).expect("25 hours fit")
 }
 
 /// Compares two secrets in constant time (for equal lengths).
@@ -152,13 +158,14 @@ impl Registry {
         candidates
     }
 
-    /// Records an echoed handshake for recovery after a restart; `false`
-    /// when the target already has [`MAX_UNCONFIRMED_PER_TARGET`] of them.
-    /// Entries older than [`UNCONFIRMED_KEPT_FOR`] are dropped on the way.
-    pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) -> bool {
-        let horizon = chrono::Duration::from_std(UNCONFIRMED_KEPT_FOR).expect("fits");
-        let oldest = handshake.received_at - horizon;
+    /// Records an echoed handshake for recovery after a restart. Past
+    /// [`MAX_UNCONFIRMED_PER_TARGET`] for its target, only the span in which
+    /// such handshakes arrived is kept. Entries older than
+    /// [`UNCONFIRMED_KEPT_FOR`] are dropped on the way.
+    pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) {
+        let oldest = handshake.received_at - kept_for();
         self.unconfirmed.retain(|u| u.received_at > oldest);
+        self.unrecorded.retain(|u| u.last > oldest);
         let mut of_target = self
             .unconfirmed
             .iter()
@@ -167,21 +174,45 @@ impl Registry {
             .clone()
             .any(|u| same_secret(&u.secret, &handshake.secret))
         {
-            return true;
+            return;
         }
-        if of_target.nth(MAX_UNCONFIRMED_PER_TARGET - 1).is_some() {
-            return false;
+        if of_target.nth(MAX_UNCONFIRMED_PER_TARGET - 1).is_none() {
+            self.unconfirmed.push(handshake);
+            return;
         }
-        self.unconfirmed.push(handshake);
-        true
+        match self
+            .unrecorded
+            .iter_mut()
+            .find(|u| u.target == handshake.target)
+        {
+            Some(span) => span.last = span.last.max(handshake.received_at),
+            None => self.unrecorded.push(UnrecordedSpan {
+                target: handshake.target,
+                first: handshake.received_at,
+                last: handshake.received_at,
+            }),
+        }
     }
 
+    /// The unconfirmed handshakes of `target` still kept, oldest first.
     pub(crate) fn unconfirmed_for(&self, target: &TargetKey) -> Vec<UnconfirmedHandshake> {
-        self.unconfirmed
+        let oldest = chrono::Utc::now() - kept_for();
+        let mut found: Vec<_> = self
+            .unconfirmed
             .iter()
-            .filter(|u| &u.target == target)
+            .filter(|u| &u.target == target && u.received_at > oldest)
             .cloned()
-            .collect()
+            .collect();
+        found.sort_by_key(|u| u.received_at);
+        found
+    }
+
+    pub(crate) fn unrecorded_for(&self, target: &TargetKey) -> Option<UnrecordedSpan> {
+        let oldest = chrono::Utc::now() - kept_for();
+        self.unrecorded
+            .iter()
+            .find(|u| &u.target == target && u.last > oldest)
+            .cloned()
     }
 
     /// Saves a record; an unconfirmed handshake with its target and secret
@@ -240,8 +271,8 @@ mod tests {
     #[test]
     fn unconfirmed_handshakes_are_kept_a_day_and_forgotten_when_saved() {
         let mut registry = Registry::default();
-        assert!(registry.record_unconfirmed(handshake("old", 26)));
-        assert!(registry.record_unconfirmed(handshake("recent", 1)));
+        registry.record_unconfirmed(handshake("old", 26));
+        registry.record_unconfirmed(handshake("recent", 1));
         let target = TargetKey::from_path_and_query("/a");
         let kept: Vec<String> = registry
             .unconfirmed_for(&target)
