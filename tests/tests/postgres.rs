@@ -290,6 +290,68 @@ async fn an_echoed_handshake_outlives_its_instance_until_confirmed() {
     );
 }
 
+/// The database writes every pending handshake down itself (a trigger), so
+/// that an instance of an older build on the same database, which inserts
+/// pending handshakes and nothing else, cannot leave Asana's handshake
+/// unrecorded; past the per-target limit only the span is kept; and
+/// `migrate` refuses a schema newer than it knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_writes_down_every_pending_handshake_whoever_inserts_it() {
+    use asana_webhooks::secrets::MAX_UNCONFIRMED_PER_TARGET;
+    let db = support::Postgres::start();
+    let a = instance(&db.url(), Duration::from_secs(30)).await;
+    let pool = postgres::connect(&db.url()).await.unwrap();
+    let client = pool.get().await.unwrap();
+    // What an older build does when it accepts a handshake.
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_pending (target, secret) VALUES ('/hooks/old', 'echoed-by-an-old-build')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let old = TargetKey::from_path_and_query("/hooks/old");
+    let kept = a.store.unconfirmed_handshakes(&old).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].secret.expose(), "echoed-by-an-old-build");
+
+    let flooded = TargetKey::from_path_and_query("/hooks/flooded");
+    a.store
+        .open_registration(&flooded, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for n in 0..MAX_UNCONFIRMED_PER_TARGET + 2 {
+        let secret = HookSecret::new(format!("flood-{n}"));
+        a.store.accept_handshake(&flooded, &secret).await.unwrap();
+    }
+    assert_eq!(
+        a.store
+            .unconfirmed_handshakes(&flooded)
+            .await
+            .unwrap()
+            .len(),
+        MAX_UNCONFIRMED_PER_TARGET
+    );
+    let span = a
+        .store
+        .unrecorded_handshakes(&flooded)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(span.first <= span.last);
+    assert!(a.store.unrecorded_handshakes(&old).await.unwrap().is_none());
+
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_schema (version) VALUES (99)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let refused = postgres::migrate(&pool).await.unwrap_err().to_string();
+    assert!(refused.contains("version 99"), "{refused}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
     let db = support::Postgres::start();

@@ -104,6 +104,30 @@ CREATE TABLE asana_webhooks_unrecorded (
     first_at timestamptz NOT NULL,
     last_at timestamptz NOT NULL
 );
+-- Every handshake accepted as pending is written down here by the database
+-- itself, so that an instance of any build on this schema records it.
+-- 256 and 25 hours are MAX_UNCONFIRMED_PER_TARGET and UNCONFIRMED_KEPT_FOR.
+CREATE FUNCTION asana_webhooks_write_down_handshake() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - interval '25 hours';
+    DELETE FROM asana_webhooks_unrecorded WHERE last_at < now() - interval '25 hours';
+    IF (SELECT count(*) FROM asana_webhooks_unconfirmed WHERE target = NEW.target) < 256 THEN
+        INSERT INTO asana_webhooks_unconfirmed (target, secret, received_at)
+        VALUES (NEW.target, NEW.secret, NEW.received_at) ON CONFLICT DO NOTHING;
+    ELSIF NOT EXISTS (
+        SELECT 1 FROM asana_webhooks_unconfirmed WHERE target = NEW.target AND secret = NEW.secret
+    ) THEN
+        INSERT INTO asana_webhooks_unrecorded (target, first_at, last_at)
+        VALUES (NEW.target, NEW.received_at, NEW.received_at)
+        ON CONFLICT (target) DO UPDATE SET last_at = excluded.last_at;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER asana_webhooks_write_down_handshake
+    AFTER INSERT ON asana_webhooks_pending
+    FOR EACH ROW EXECUTE FUNCTION asana_webhooks_write_down_handshake();
 "#
     };
 }
@@ -173,6 +197,14 @@ pub async fn migrate(pool: &Pool) -> Result<u32, PostgresError> {
         .await
         .map_err(|e| db(&e))?
         .get(0);
+    if current as usize > MIGRATIONS.len() {
+        // A newer build migrated this database; running beside it with an
+        // older idea of the schema could skip what the newer one relies on.
+        return Err(PostgresError::Database(format!(
+            "the database schema is at version {current}, newer than the {} this build knows; upgrade this build",
+            MIGRATIONS.len()
+        )));
+    }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         tx.batch_execute(migration).await.map_err(|e| db(&e))?;
         let version = index as i32 + 1;

@@ -6,8 +6,8 @@ use deadpool_postgres::Pool;
 
 use crate::secret::HookSecret;
 use crate::secrets::{
-    HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, SecretStore, StoreError,
-    StoredSecret, TargetKey, UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
+    HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey,
+    UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
 };
 
 /// Secrets and registrations in PostgreSQL, shared by every receiver
@@ -126,43 +126,9 @@ impl SecretStore for PostgresSecretStore {
         )
         .await
         .map_err(backend)?;
-        // Kept past the registration (committed before the echo), so that
-        // the secret can be recovered should the creating process die
-        // before Asana's 201; past the per-target limit only the span in
-        // which further ones arrived is kept (never refused: a flood must
-        // not block creates).
-        tx.execute(
-            "DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - make_interval(secs => $1)",
-            &[&UNCONFIRMED_KEPT_FOR.as_secs_f64()],
-        )
-        .await
-        .map_err(backend)?;
-        tx.execute(
-            "DELETE FROM asana_webhooks_unrecorded WHERE last_at < now() - make_interval(secs => $1)",
-            &[&UNCONFIRMED_KEPT_FOR.as_secs_f64()],
-        )
-        .await
-        .map_err(backend)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO asana_webhooks_unconfirmed (target, secret)
-                 SELECT $1, $2 WHERE (SELECT count(*) FROM asana_webhooks_unconfirmed WHERE target = $1) < $3
-                 ON CONFLICT DO NOTHING",
-                &[&target.as_str(), &secret.expose(), &(MAX_UNCONFIRMED_PER_TARGET as i64)],
-            )
-            .await
-            .map_err(backend)?;
-        if inserted == 0 {
-            tx.execute(
-                "INSERT INTO asana_webhooks_unrecorded (target, first_at, last_at)
-                 SELECT $1, clock_timestamp(), clock_timestamp()
-                 WHERE NOT EXISTS (SELECT 1 FROM asana_webhooks_unconfirmed WHERE target = $1 AND secret = $2)
-                 ON CONFLICT (target) DO UPDATE SET last_at = excluded.last_at",
-                &[&target.as_str(), &secret.expose()],
-            )
-            .await
-            .map_err(backend)?;
-        }
+        // The insert into asana_webhooks_pending is written down as an
+        // unconfirmed handshake by a trigger (schema version 2), in this
+        // transaction, so before the echo: see `super::MIGRATIONS`.
         let pending: i64 = tx
             .query_one(
                 "SELECT count(*) FROM asana_webhooks_pending WHERE target = $1",
