@@ -358,12 +358,18 @@ impl KilledBefore201 {
     /// `forged` handshakes to it (as anyone who can reach it could), and
     /// kills it.
     fn run(engine: Engine, forged: &[&str]) -> Self {
-        Self::run_seeded(engine, forged, &[])
+        Self::run_seeded(engine, forged, &[], Duration::ZERO)
     }
 
     /// Like [`Self::run`], the file store first holding `seeded`
-    /// unconfirmed handshakes (secret, minutes ago) for the target.
-    fn run_seeded(engine: Engine, forged: &[&str], seeded: &[(&str, i64)]) -> Self {
+    /// unconfirmed handshakes (secret, minutes ago) for the target, and
+    /// the played Asana's clock `ahead` of this machine's.
+    fn run_seeded(
+        engine: Engine,
+        forged: &[&str],
+        seeded: &[(&str, i64)],
+        ahead: Duration,
+    ) -> Self {
         use asana_webhooks::sandbox::Sandbox;
         use asana_webhooks::types::WebhookOptField;
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -371,6 +377,7 @@ impl KilledBefore201 {
             .block_on(
                 Sandbox::builder()
                     .create_answer_delay(Duration::from_secs(60))
+                    .clock_ahead(ahead)
                     .start("127.0.0.1:0"),
             )
             .unwrap();
@@ -530,9 +537,9 @@ impl KilledBefore201 {
 /// restarted, its `ensure()` gets "Duplicated webhook", finds the webhook,
 /// stores the one handshake secret it had written down before echoing it,
 /// and the webhook's deliveries are verified and printed.
-fn no_secret_lost_by_a_kill_before_the_201(engine: Engine) {
+fn no_secret_lost_by_a_kill_before_the_201(engine: Engine, asana_ahead: Duration) {
     use asana_webhooks::sandbox::EmittedEvent;
-    let killed = KilledBefore201::run(engine, &[]);
+    let killed = KilledBefore201::run_seeded(engine, &[], &[], asana_ahead);
     let gid = killed.gid.clone();
     assert_eq!(
         killed.stored(),
@@ -570,12 +577,23 @@ fn no_secret_lost_by_a_kill_before_the_201(engine: Engine) {
 
 #[test]
 fn sigkill_between_handshake_and_201_loses_no_secret() {
-    no_secret_lost_by_a_kill_before_the_201(Engine::File);
+    no_secret_lost_by_a_kill_before_the_201(Engine::File, Duration::ZERO);
+}
+
+/// The same with Asana's clock 20 minutes ahead of this machine's: its
+/// `created_at` is read against the local clock through the `Date` of its
+/// answer, so the handshake is still found within the 5-minute margin.
+#[test]
+fn sigkill_between_handshake_and_201_loses_no_secret_with_asana_clock_ahead() {
+    no_secret_lost_by_a_kill_before_the_201(Engine::File, Duration::from_secs(20 * 60));
 }
 
 #[test]
 fn sigkill_between_handshake_and_201_loses_no_secret_in_postgres() {
-    no_secret_lost_by_a_kill_before_the_201(Engine::Postgres(support::Postgres::start()));
+    no_secret_lost_by_a_kill_before_the_201(
+        Engine::Postgres(support::Postgres::start()),
+        Duration::ZERO,
+    );
 }
 
 /// A forged handshake echoed in the same window makes the recovery
@@ -600,7 +618,7 @@ fn a_forged_handshake_alone_on_record_after_a_flood_is_never_trusted() {
     let old: Vec<String> = (1..limit).map(|n| format!("flooded-{n}")).collect();
     let mut seeded: Vec<(&str, i64)> = old.iter().map(|s| (s.as_str(), 20)).collect();
     seeded.push(("forged-just-before-asana", 0));
-    let killed = KilledBefore201::run_seeded(Engine::File, &[], &seeded);
+    let killed = KilledBefore201::run_seeded(Engine::File, &[], &seeded, Duration::ZERO);
     let (stored, unconfirmed) = killed.stored();
     assert!(stored.is_empty());
     assert_eq!(unconfirmed, limit, "Asana's handshake was not written down");

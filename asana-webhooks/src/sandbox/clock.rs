@@ -13,10 +13,12 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    pub(crate) fn new(scale: f64) -> Self {
+    /// A clock `ahead` of the system clock, running `scale` times as fast.
+    pub(crate) fn new(scale: f64, ahead: Duration) -> Self {
         Self {
             started_real: Instant::now(),
-            started_at: Utc::now(),
+            started_at: Utc::now()
+                + chrono::Duration::from_std(ahead).unwrap_or(chrono::Duration::zero()),
             scale,
         }
     }

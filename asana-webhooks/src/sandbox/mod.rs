@@ -71,6 +71,7 @@ pub struct SandboxBuilder {
     retry_after: Duration,
     offset_ttl: Duration,
     create_answer_delay: Duration,
+    clock_ahead: Duration,
 }
 
 /// A running sandbox. Dropping it stops the server.
@@ -97,6 +98,7 @@ impl Sandbox {
             retry_after: Duration::from_secs(1),
             offset_ttl: Duration::from_secs(600),
             create_answer_delay: Duration::ZERO,
+            clock_ahead: Duration::ZERO,
         }
     }
 
@@ -158,12 +160,21 @@ impl SandboxBuilder {
         self
     }
 
+    /// Starts the sandbox's clock this far ahead of the system clock, as a
+    /// server whose clock differs from the client's: timestamps such as
+    /// `created_at` and the `Date` header of every answer follow it.
+    /// Default none.
+    pub fn clock_ahead(mut self, ahead: Duration) -> Self {
+        self.clock_ahead = ahead;
+        self
+    }
+
     /// Starts the sandbox on `addr` (use port 0 for any free port).
     pub async fn start(self, addr: &str) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = state::Sandbox::new(state::Settings {
-            clock: clock::Clock::new(self.time_scale),
+            clock: clock::Clock::new(self.time_scale, self.clock_ahead),
             rate_limit_every: self.rate_limit_every,
             retry_after: self.retry_after,
             offset_ttl: self.offset_ttl,

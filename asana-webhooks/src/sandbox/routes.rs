@@ -90,8 +90,22 @@ fn answer(status: StatusCode, body: Value, pretty: bool) -> Response {
     response
 }
 
-/// Bearer auth and injected rate limits, before any operation.
+/// Every API answer carries the sandbox's own time in `Date`, as Asana's
+/// carry Asana's.
 async fn guard(State(sandbox): State<Shared>, request: Request, next: Next) -> Response {
+    let mut response = check(&sandbox, request, next).await;
+    let date = sandbox
+        .now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    if let Ok(date) = HeaderValue::from_str(&date) {
+        response.headers_mut().insert(header::DATE, date);
+    }
+    response
+}
+
+/// Bearer auth and injected rate limits, before any operation.
+async fn check(sandbox: &Shared, request: Request, next: Next) -> Response {
     let authorised = request
         .headers()
         .get(header::AUTHORIZATION)
