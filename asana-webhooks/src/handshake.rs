@@ -346,12 +346,14 @@ async fn recover_after_restart<S: SecretStore>(
     if target_now != target {
         return Ok(false);
     }
-    // On this machine's clock, with a second for the `Date` resolution.
+    // On this machine's clock.
     let created_here = created_at - skew;
     let margin = chrono::Duration::from_std(RECOVERY_MARGIN).expect("fits");
+    // A second more for the `Date` resolution: distrust errs wide.
+    let wide = margin + chrono::Duration::seconds(1);
     if let Some(span) = store.unrecorded_handshakes(&key).await?
-        && span.first - margin <= created_here + chrono::Duration::seconds(1)
-        && created_here - chrono::Duration::seconds(1) <= span.last + margin
+        && span.first - wide <= created_here
+        && created_here <= span.last + wide
     {
         tracing::warn!(%gid, %key, "handshakes beyond the store's limit went unrecorded when this webhook was created (a flood?); none can be trusted as its secret");
         return Ok(false);

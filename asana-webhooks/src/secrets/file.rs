@@ -26,7 +26,6 @@ use crate::secret::HookSecret;
 ///   moment (not to a stale copy), so no process loses another's secrets;
 ///   a process sees the others' changes when the file changes.
 /// - **Private**: the file is readable by its owner only.
-///
 /// - **Survives a death mid-create**: each handshake is written to the file
 ///   before it is echoed, and stays there until a 201 confirms its secret
 ///   (see [`SecretStore::unconfirmed_handshakes`]), so a process killed
@@ -79,8 +78,7 @@ fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
 struct FileContents {
     version: u32,
     webhooks: Vec<StoredSecret>,
-    /// Absent in files written before it existed; readers that predate it
-    /// ignore it.
+    /// Absent before version 3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     unconfirmed: Vec<UnconfirmedHandshake>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -373,14 +371,9 @@ impl SecretStore for FileSecretStore {
                 received_at: chrono::Utc::now(),
             };
             // Never refused for the limit: a flood must not block creates.
-            self.change_if(move |s| {
-                let before = (s.unconfirmed.clone(), s.unrecorded.clone());
-                s.record_unconfirmed(handshake);
-                // Nothing to write for a repeat (unless old entries were
-                // dropped on the way).
-                ((), (s.unconfirmed.clone(), s.unrecorded.clone()) != before)
-            })
-            .await?;
+            // Nothing to write for a repeat.
+            self.change_if(move |s| ((), s.record_unconfirmed(handshake)))
+                .await?;
         }
         Ok(verdict)
     }

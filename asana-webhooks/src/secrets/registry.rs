@@ -161,11 +161,14 @@ impl Registry {
     /// Records an echoed handshake for recovery after a restart. Past
     /// [`MAX_UNCONFIRMED_PER_TARGET`] for its target, only the span in which
     /// such handshakes arrived is kept. Entries older than
-    /// [`UNCONFIRMED_KEPT_FOR`] are dropped on the way.
-    pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) {
+    /// [`UNCONFIRMED_KEPT_FOR`] are dropped on the way. Returns whether
+    /// anything changed (not for a repeat with nothing to drop).
+    pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) -> bool {
         let oldest = handshake.received_at - kept_for();
+        let kept = (self.unconfirmed.len(), self.unrecorded.len());
         self.unconfirmed.retain(|u| u.received_at > oldest);
         self.unrecorded.retain(|u| u.last > oldest);
+        let dropped = kept != (self.unconfirmed.len(), self.unrecorded.len());
         let mut of_target = self
             .unconfirmed
             .iter()
@@ -174,11 +177,11 @@ impl Registry {
             .clone()
             .any(|u| same_secret(&u.secret, &handshake.secret))
         {
-            return;
+            return dropped;
         }
         if of_target.nth(MAX_UNCONFIRMED_PER_TARGET - 1).is_none() {
             self.unconfirmed.push(handshake);
-            return;
+            return true;
         }
         match self
             .unrecorded
@@ -192,6 +195,7 @@ impl Registry {
                 last: handshake.received_at,
             }),
         }
+        true
     }
 
     /// The unconfirmed handshakes of `target` still kept, oldest first.
