@@ -3,12 +3,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use progenitor_client::{ClientHooks, OperationInfo};
+use reqwest::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
 
 use crate::error::Error;
 use crate::generated;
-use crate::retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, Limits, RetryPolicy};
-use crate::transport::Transport;
+use crate::request_settings::RequestSettings;
+use crate::retry::{
+    self, ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, Limits, RetryPolicy,
+};
+use crate::wire_fixes;
 
 /// Asana's production API.
 pub const DEFAULT_BASE_URL: &str = "https://app.asana.com/api/1.0";
@@ -254,10 +258,48 @@ impl ClientBuilder {
                 .map_err(|e| Error::Config(format!("the HTTP client could not be built: {e}")))?,
         };
         let limits = Limits::new(self.max_reads, self.max_writes);
-        let transport = Transport::new(token.header()?, user_agent, self.retry, limits);
+        let settings = RequestSettings::new(token.header()?, user_agent, self.retry, limits);
         Ok(Client {
-            api: generated::Client::new_with_client(&base_url, http, transport),
+            api: generated::Client::new_with_client(&base_url, http, settings),
         })
+    }
+}
+
+/// The hooks every generated operation runs through: authentication, the
+/// wire fixes of [`crate::wire_fixes`], the user agent, and (in `exec`) the
+/// retries and concurrency limits of [`crate::retry`]. The generated client
+/// is built with `HooksMode::Expected`, so an operation that bypassed them
+/// would not compile.
+impl ClientHooks<RequestSettings> for generated::Client {
+    async fn pre<E>(
+        &self,
+        request: &mut reqwest::Request,
+        _info: &OperationInfo,
+    ) -> Result<(), progenitor_client::Error<E>> {
+        wire_fixes::join_comma_params(request.url_mut());
+        let headers = request.headers_mut();
+        wire_fixes::strip_undeclared_headers(headers);
+        headers.insert(AUTHORIZATION, self.inner.authorization.clone());
+        headers.insert(USER_AGENT, self.inner.user_agent.clone());
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> reqwest::Result<reqwest::Response> {
+        // Boxed: the retry loop holds reqwest's request future and a spare
+        // request; inline, they would make every operation's future (and
+        // each move of it) kilobytes larger.
+        Box::pin(retry::execute(
+            &self.client,
+            &self.inner.retry,
+            &self.inner.limits,
+            request,
+            info.operation_id,
+        ))
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 use futures::stream::{self, Stream, TryStreamExt};
 
 use crate::error::Error;
-use crate::webhooks::{GetWebhooks, MAX_PAGE_SIZE, Page, Webhook};
+use crate::operations::{GetWebhooks, MAX_PAGE_SIZE, Page, Webhook};
 
 impl<'a> GetWebhooks<'a> {
     /// Every webhook, page after page, following `next_page.offset` until

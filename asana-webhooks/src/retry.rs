@@ -5,15 +5,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
-
-use crate::error::{is_retryable_status, retry_after};
 
 /// Asana's per-token limit of concurrent read requests.
 pub const ASANA_MAX_CONCURRENT_READS: usize = 50;
 /// Asana's per-token limit of concurrent write requests.
 pub const ASANA_MAX_CONCURRENT_WRITES: usize = 15;
+
+/// The statuses worth retrying: rate limits and Asana's transient server
+/// errors. Error decoding ([`crate::Error::is_retryable`]) and the retry
+/// loop both ask this.
+pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+/// Parses `Retry-After` given in seconds, the form Asana uses.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
 
 /// When and how often a failed request is sent again.
 ///
@@ -227,6 +239,15 @@ fn spare_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_the_header_in_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {

@@ -8,7 +8,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 
 /// The header that carries a delivery's signature.
 pub const SIGNATURE_HEADER: &str = "x-hook-signature";

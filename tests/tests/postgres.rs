@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use asana_webhooks::inbox::{Inbox, IncomingDelivery};
+use asana_webhooks::inbox::{Inbox, VerifiedDelivery};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{SecretStore, TargetKey};
@@ -197,8 +197,8 @@ async fn a_forged_handshake_on_another_instance_never_verifies_events() {
     assert_eq!(b.store.secrets_for(&key).await.unwrap().len(), 1);
 }
 
-fn delivery(events: &[&str]) -> IncomingDelivery {
-    IncomingDelivery {
+fn delivery(events: &[&str]) -> VerifiedDelivery {
+    VerifiedDelivery {
         target: TargetKey::from_path_and_query("/hooks/x"),
         webhook_gid: Some("9".into()),
         events: events

@@ -117,9 +117,9 @@ fn settings() -> GenerationSettings {
         .with_interface(InterfaceStyle::Builder)
         .with_tag(TagStyle::Merged)
         // Auth, wire fixes, retries and limits live in hand-written hooks
-        // (asana-webhooks/src/transport.rs); forgetting them must not compile.
+        // (asana-webhooks/src/client.rs); forgetting them must not compile.
         .with_hooks(HooksMode::Expected)
-        .with_inner_type(quote_path("crate::transport::Transport"))
+        .with_inner_type(quote_path("crate::request_settings::RequestSettings"))
         .with_derive("PartialEq");
     settings
 }

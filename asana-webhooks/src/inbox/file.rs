@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::local::{Batch, Journal, Loaded, Local};
+use super::engine::{Batch, Engine, Journal, Loaded};
 use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError, StoredEvent};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -19,7 +19,7 @@ const HEARTBEATS: TableDefinition<&str, u64> = TableDefinition::new("heartbeats"
 /// process at a time may open the file.
 #[derive(Clone)]
 pub struct FileInbox {
-    local: Local,
+    engine: Engine,
     path: PathBuf,
 }
 
@@ -52,11 +52,11 @@ impl FileInbox {
         let journal = tokio::task::spawn_blocking(move || RedbJournal::open(&opened))
             .await
             .expect("opening the inbox does not panic")?;
-        let local =
-            tokio::task::spawn_blocking(move || Local::start(Box::new(journal), lease, max_bytes))
+        let engine =
+            tokio::task::spawn_blocking(move || Engine::start(Box::new(journal), lease, max_bytes))
                 .await
                 .expect("loading the inbox does not panic")?;
-        Ok(Self { local, path })
+        Ok(Self { engine, path })
     }
 
     /// The file's path.
@@ -68,7 +68,7 @@ impl FileInbox {
     /// received at, raw JSON)`, oldest first: what `asana-webhooks inbox
     /// --print` shows.
     pub fn stored(&self) -> Vec<(u64, Option<String>, chrono::DateTime<chrono::Utc>, String)> {
-        self.local
+        self.engine
             .snapshot()
             .into_iter()
             .map(|e| {
@@ -84,7 +84,7 @@ impl FileInbox {
     }
 }
 
-super::local::inbox_over_local!(FileInbox);
+super::engine::inbox_over_engine!(FileInbox);
 
 struct RedbJournal {
     db: Database,
@@ -207,7 +207,7 @@ impl Journal for RedbJournal {
 
 #[cfg(test)]
 mod tests {
-    use super::super::local::tests::delivery;
+    use super::super::engine::tests::delivery;
     use super::super::{Appended, Inbox, InboxItem};
     use super::*;
     use crate::secrets::TargetKey;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::local::{Batch, Journal, Loaded, Local};
+use super::engine::{Batch, Engine, Journal, Loaded};
 use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError};
 
 /// An [`Inbox`](super::Inbox) in memory. **Not durable**: whatever it holds when the
@@ -11,7 +11,7 @@ use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError};
 /// [`super::FileInbox`].
 #[derive(Clone)]
 pub struct MemoryInbox {
-    local: Local,
+    engine: Engine,
 }
 
 impl std::fmt::Debug for MemoryInbox {
@@ -48,10 +48,10 @@ impl MemoryInbox {
     /// at most `max_bytes` of events.
     pub fn with_limits(lease: Duration, max_bytes: u64) -> Self {
         Self {
-            local: Local::start(Box::new(NoJournal), lease, max_bytes)
+            engine: Engine::start(Box::new(NoJournal), lease, max_bytes)
                 .expect("an in-memory inbox starts"),
         }
     }
 }
 
-super::local::inbox_over_local!(MemoryInbox);
+super::engine::inbox_over_engine!(MemoryInbox);

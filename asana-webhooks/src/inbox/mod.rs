@@ -36,8 +36,8 @@
 //! being flushed to disk the next deliveries gather, and each is answered
 //! only after the commit that holds it.
 
+mod engine;
 mod file;
-mod local;
 mod memory;
 
 use std::collections::BTreeMap;
@@ -97,7 +97,7 @@ pub enum InboxError {
 
 /// A verified delivery on its way into an inbox.
 #[derive(Debug, Clone)]
-pub struct IncomingDelivery {
+pub struct VerifiedDelivery {
     /// The target it was delivered to.
     pub target: TargetKey,
     /// The webhook whose secret verified it.
@@ -106,7 +106,7 @@ pub struct IncomingDelivery {
     pub events: Vec<Box<RawValue>>,
 }
 
-impl IncomingDelivery {
+impl VerifiedDelivery {
     /// Splits a verified body into its events without decoding them: a
     /// body that is JSON but not `{"events": [...]}` becomes one item (kept
     /// whole). Fails only when the body is not JSON.
@@ -275,7 +275,7 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// delivery or none of it is committed.
     fn append(
         &self,
-        delivery: IncomingDelivery,
+        delivery: VerifiedDelivery,
     ) -> impl Future<Output = Result<Appended, InboxError>> + Send;
 
     /// Records a heartbeat of a webhook.
@@ -372,7 +372,7 @@ mod tests {
     async fn handle_each_acknowledges_what_was_handled_and_retries_what_failed() {
         let inbox = MemoryInbox::new();
         inbox
-            .append(IncomingDelivery {
+            .append(VerifiedDelivery {
                 target: TargetKey::from_path_and_query("/a"),
                 webhook_gid: None,
                 events: vec![raw(r#"{"n":1}"#), raw(r#"{"n":2}"#)],
@@ -432,17 +432,17 @@ mod tests {
     #[test]
     fn bodies_split_into_raw_events() {
         let target = TargetKey::from_path_and_query("/a");
-        let d = IncomingDelivery::from_body(target.clone(), None, br#"{"events":[{"x":1}, 2]}"#)
+        let d = VerifiedDelivery::from_body(target.clone(), None, br#"{"events":[{"x":1}, 2]}"#)
             .unwrap();
         assert_eq!(d.events.len(), 2);
         assert_eq!(d.events[1].get(), "2");
-        let odd = IncomingDelivery::from_body(target.clone(), None, br#"{"other":true}"#).unwrap();
+        let odd = VerifiedDelivery::from_body(target.clone(), None, br#"{"other":true}"#).unwrap();
         assert_eq!(odd.events.len(), 1);
         assert!(
-            IncomingDelivery::from_body(target.clone(), None, br#"{"events":[]}"#)
+            VerifiedDelivery::from_body(target.clone(), None, br#"{"events":[]}"#)
                 .unwrap()
                 .is_heartbeat()
         );
-        assert!(IncomingDelivery::from_body(target, None, b"nope").is_err());
+        assert!(VerifiedDelivery::from_body(target, None, b"nope").is_err());
     }
 }

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::inbox::{
-    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats,
-    IncomingDelivery, StoredEvent, dedupe_key,
+    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats, StoredEvent,
+    VerifiedDelivery, dedupe_key,
 };
 use crate::secrets::TargetKey;
 
@@ -60,7 +60,7 @@ struct Inner {
 
 /// A delivery waiting to be committed, and whom to tell.
 struct Waiting {
-    delivery: IncomingDelivery,
+    delivery: VerifiedDelivery,
     reply: tokio::sync::oneshot::Sender<Result<Appended, InboxError>>,
 }
 
@@ -380,7 +380,7 @@ impl Acknowledge for PostgresInbox {
 }
 
 impl Inbox for PostgresInbox {
-    async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
+    async fn append(&self, delivery: VerifiedDelivery) -> Result<Appended, InboxError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);
         }

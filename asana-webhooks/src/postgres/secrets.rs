@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 use crate::secrets::{
     HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey,
     UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,

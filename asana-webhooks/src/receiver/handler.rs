@@ -10,8 +10,8 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::limited_log::{LimitedWarning, refusal};
 use super::{ErasedInbox, Notification, Receiver, Sink};
 use crate::event::parse_delivery;
-use crate::inbox::{InboxError, IncomingDelivery};
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
+use crate::inbox::{InboxError, VerifiedDelivery};
 use crate::secrets::{HandshakeVerdict, SecretStore, StoredSecret, TargetKey};
 use crate::signature::{SECRET_HEADER, SIGNATURE_HEADER, Signature};
 
@@ -277,7 +277,7 @@ async fn commit_delivery(
     confirmed: bool,
     body: &[u8],
 ) -> Response {
-    let delivery = match IncomingDelivery::from_body(target.clone(), webhook_gid, body) {
+    let delivery = match VerifiedDelivery::from_body(target.clone(), webhook_gid, body) {
         Ok(delivery) => delivery,
         Err(e) => return not_json(&target, None, &e),
     };

@@ -64,7 +64,7 @@ use tokio::sync::mpsc;
 use std::time::Duration;
 
 use crate::event::{Event, UndecodedEvent};
-use crate::inbox::{Appended, Inbox, InboxError, IncomingDelivery};
+use crate::inbox::{Appended, Inbox, InboxError, VerifiedDelivery};
 use crate::secrets::{SecretStore, TargetKey};
 
 /// The default largest accepted body: 1 MiB.
@@ -301,7 +301,7 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 /// [`Inbox`] without its generic methods, so that the receiver need not be
 /// generic over it.
 pub(crate) trait ErasedInbox: Send + Sync {
-    fn append(&self, delivery: IncomingDelivery) -> BoxFuture<'_, Result<Appended, InboxError>>;
+    fn append(&self, delivery: VerifiedDelivery) -> BoxFuture<'_, Result<Appended, InboxError>>;
     fn heartbeat<'a>(
         &'a self,
         target: &'a TargetKey,
@@ -310,7 +310,7 @@ pub(crate) trait ErasedInbox: Send + Sync {
 }
 
 impl<I: Inbox> ErasedInbox for I {
-    fn append(&self, delivery: IncomingDelivery) -> BoxFuture<'_, Result<Appended, InboxError>> {
+    fn append(&self, delivery: VerifiedDelivery) -> BoxFuture<'_, Result<Appended, InboxError>> {
         Box::pin(Inbox::append(self, delivery))
     }
 

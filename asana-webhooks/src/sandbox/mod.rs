@@ -32,8 +32,8 @@
 //! ```
 
 mod clock;
-mod delivery;
 mod routes;
+mod sender;
 mod state;
 
 use std::net::SocketAddr;

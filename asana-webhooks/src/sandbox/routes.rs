@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::sender;
 use super::state::{EmittedEvent, Failure, Sandbox};
 
 type Shared = Arc<Sandbox>;
@@ -230,8 +231,11 @@ async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: By
             format!("The handshake with {} failed: {why}", new.target),
         ));
     }
-    let secret = new.secret.clone();
+    let (secret, gid) = (new.secret.clone(), new.gid.clone());
     let inserted = sandbox.insert(new, &fields);
+    if inserted.is_ok() {
+        sandbox.track(tokio::spawn(sender::run(Arc::clone(&sandbox), gid)));
+    }
     let delay = sandbox.settings.create_answer_delay;
     if inserted.is_ok() && !delay.is_zero() {
         tokio::time::sleep(delay).await;

@@ -12,8 +12,13 @@ use tokio::sync::Notify;
 
 use super::clock::Clock;
 use super::seed;
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 use crate::signature;
+
+/// Asana sends a heartbeat at the handshake and every 8 hours.
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(8 * 3600);
+/// A target failing this long loses its webhook.
+pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) struct Settings {
     pub(crate) clock: Clock,
@@ -465,11 +470,7 @@ impl Sandbox {
     }
 
     /// Stores a webhook whose handshake succeeded and starts its deliveries.
-    pub(crate) fn insert(
-        self: &Arc<Self>,
-        new: NewWebhook,
-        fields: &[String],
-    ) -> Result<Value, Failure> {
+    pub(crate) fn insert(&self, new: NewWebhook, fields: &[String]) -> Result<Value, Failure> {
         let now = self.now();
         let wake = Arc::new(Notify::new());
         let NewWebhook {
@@ -493,8 +494,7 @@ impl Sandbox {
             next_attempt_after: None,
             failure_deletion_timestamp: None,
             // Due at once: Asana sends a heartbeat right after the handshake.
-            last_heartbeat: now
-                - chrono::Duration::from_std(super::delivery::HEARTBEAT_EVERY).expect("8 hours"),
+            last_heartbeat: now - chrono::Duration::from_std(HEARTBEAT_EVERY).expect("8 hours"),
             pending: Vec::new(),
             wake,
         };
@@ -512,10 +512,14 @@ impl Sandbox {
         }
         let rendered = self.render(&webhook, fields);
         inner.webhooks.insert(gid.clone(), webhook);
-        let task = tokio::spawn(super::delivery::run(Arc::clone(self), gid));
+        Ok(rendered)
+    }
+
+    /// Keeps a webhook's delivery task, so that shutting down ends it.
+    pub(crate) fn track(&self, task: tokio::task::JoinHandle<()>) {
+        let mut inner = self.lock();
         inner.tasks.retain(|t| !t.is_finished());
         inner.tasks.push(task);
-        Ok(rendered)
     }
 
     pub(crate) fn with_webhook<T>(

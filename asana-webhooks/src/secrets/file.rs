@@ -1,18 +1,18 @@
 //! A [`SecretStore`] that persists secrets in a JSON file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::atomic_file::{self, Stamp, stamp, write_atomically};
 use super::registry::Registry;
 use super::{
     HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
     TargetKey, UnconfirmedHandshake, UnrecordedSpan,
 };
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 
 /// Secrets in a JSON file that survives restarts; registrations in memory.
 ///
@@ -48,30 +48,6 @@ struct Inner {
     write_lock: tokio::sync::Mutex<()>,
     /// The identity of the file version the memory copy was loaded from.
     loaded: Mutex<Option<Stamp>>,
-}
-
-/// What tells one version of the file from the next (a rename changes the
-/// inode; a rewrite in place changes the time or the length).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Stamp {
-    inode: u64,
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
-    match std::fs::metadata(path) {
-        Ok(meta) => Ok(Some(Stamp {
-            #[cfg(unix)]
-            inode: std::os::unix::fs::MetadataExt::ino(&meta),
-            #[cfg(not(unix))]
-            inode: 0,
-            len: meta.len(),
-            modified: meta.modified().ok(),
-        })),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -279,72 +255,8 @@ impl Inner {
     /// Removes temporary files that a process killed mid-write left behind.
     /// Called under the lock, so no live writer owns one.
     fn remove_stale_temps(&self) -> Result<(), StoreError> {
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
-            return Ok(());
-        };
-        let mut prefix = name.to_os_string();
-        prefix.push(".tmp.");
-        let prefix = prefix.to_string_lossy().into_owned();
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error(dir, e)),
-        };
-        for entry in entries.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                let stale = entry.path();
-                tracing::info!(path = %stale.display(), "removing a temporary secrets file left by an interrupted write");
-                std::fs::remove_file(&stale).map_err(|e| io_error(&stale, e))?;
-            }
-        }
-        Ok(())
+        atomic_file::remove_stale_temps(&self.path).map_err(|(path, e)| io_error(&path, e))
     }
-}
-
-/// A fresh temporary file name beside `path`.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".tmp.{}.{:016x}",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    path.with_file_name(name)
-}
-
-/// Writes the full new contents to a new temporary file (created
-/// exclusively, so never through a planted file or symlink, with mode 0600
-/// from the start) and flushes it to disk.
-fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let temp = temp_path(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&temp)?;
-    let written = file.write_all(bytes).and_then(|()| file.sync_all());
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
-    Ok(temp)
-}
-
-/// Renames the temporary file over `path` and flushes the directory entry.
-fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::rename(temp, path)?;
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = write_temp(path, bytes)?;
-    commit(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
 }
 
 impl SecretStore for FileSecretStore {
@@ -436,6 +348,7 @@ impl SecretStore for FileSecretStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::atomic_file::{temp_path, write_temp};
 
     fn record(target: &str, gid: &str, secret: &str) -> StoredSecret {
         StoredSecret::new(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::registry::Registry;
 use super::{HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey};
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 
 /// Secrets and registrations in memory: for tests and single-process apps
 /// that re-create their webhooks at start. Everything is lost on exit; use

@@ -45,6 +45,7 @@
 //! unrecorded near that time (a flood), nothing is trusted and the error
 //! says to delete and re-create the webhook.
 
+mod atomic_file;
 mod file;
 mod memory;
 mod registry;
@@ -57,7 +58,7 @@ use serde::{Deserialize, Serialize};
 pub use file::FileSecretStore;
 pub use memory::MemorySecretStore;
 
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 
 /// The part of a target URL that tells the webhooks on one receiver apart:
 /// its path and query, for example `/hooks/asana?project=42`.

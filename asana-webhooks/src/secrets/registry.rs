@@ -13,7 +13,7 @@ use super::{
     HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, StoredSecret, TargetKey,
     UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
 };
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 
 #[derive(Default)]
 pub(crate) struct Registry {

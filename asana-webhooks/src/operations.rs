@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::client::Client;
 use crate::error::{self, Error};
-use crate::secret::HookSecret;
+use crate::hook_secret::HookSecret;
 use crate::types::{
     NextPageInner, WebhookFilter, WebhookListOptField, WebhookOptField, WebhookRequest,
     WebhookResponse,

@@ -14,8 +14,8 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use super::{
-    Acknowledge, Appended, DEDUPE_HORIZON, InboxError, InboxItem, InboxStats, IncomingDelivery,
-    StoredEvent, dedupe_key, now_ms,
+    Acknowledge, Appended, DEDUPE_HORIZON, InboxError, InboxItem, InboxStats, StoredEvent,
+    VerifiedDelivery, dedupe_key, now_ms,
 };
 use crate::secrets::TargetKey;
 
@@ -50,7 +50,7 @@ pub(crate) trait Journal: Send + 'static {
 
 enum Op {
     Append(
-        IncomingDelivery,
+        VerifiedDelivery,
         Vec<[u8; 32]>,
         oneshot::Sender<Result<Appended, InboxError>>,
     ),
@@ -98,11 +98,11 @@ impl Shared {
 
 /// A handle to a running engine. Cheap to clone.
 #[derive(Clone)]
-pub(crate) struct Local {
+pub(crate) struct Engine {
     shared: Arc<Shared>,
 }
 
-impl Local {
+impl Engine {
     /// Loads `journal` and starts its writer thread.
     pub(crate) fn start(
         mut journal: Box<dyn Journal>,
@@ -149,7 +149,7 @@ impl Local {
         Ok(Self { shared })
     }
 
-    pub(crate) async fn append(&self, delivery: IncomingDelivery) -> Result<Appended, InboxError> {
+    pub(crate) async fn append(&self, delivery: VerifiedDelivery) -> Result<Appended, InboxError> {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);
         }
@@ -296,7 +296,7 @@ impl Local {
     }
 }
 
-impl Acknowledge for Local {
+impl Acknowledge for Engine {
     fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
@@ -315,15 +315,15 @@ impl Acknowledge for Local {
     }
 }
 
-/// Implements [`super::Inbox`] for a type whose `local` field is a [`Local`].
-macro_rules! inbox_over_local {
+/// Implements [`super::Inbox`] for a type whose `engine` field is a [`Engine`].
+macro_rules! inbox_over_engine {
     ($inbox:ty) => {
         impl $crate::inbox::Inbox for $inbox {
             async fn append(
                 &self,
-                delivery: $crate::inbox::IncomingDelivery,
+                delivery: $crate::inbox::VerifiedDelivery,
             ) -> Result<$crate::inbox::Appended, $crate::inbox::InboxError> {
-                self.local.append(delivery).await
+                self.engine.append(delivery).await
             }
 
             async fn heartbeat(
@@ -331,24 +331,24 @@ macro_rules! inbox_over_local {
                 target: &$crate::secrets::TargetKey,
                 webhook_gid: Option<&str>,
             ) -> Result<(), $crate::inbox::InboxError> {
-                self.local.heartbeat(target, webhook_gid).await
+                self.engine.heartbeat(target, webhook_gid).await
             }
 
             async fn next(&self) -> Option<$crate::inbox::InboxItem> {
-                self.local.next().await
+                self.engine.next().await
             }
 
             async fn stats(&self) -> Result<$crate::inbox::InboxStats, $crate::inbox::InboxError> {
-                Ok(self.local.stats())
+                Ok(self.engine.stats())
             }
 
             fn close(&self) {
-                self.local.close();
+                self.engine.close();
             }
         }
     };
 }
-pub(crate) use inbox_over_local;
+pub(crate) use inbox_over_engine;
 
 /// The one thread that changes the journal.
 struct Writer {
@@ -568,8 +568,8 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn delivery(events: &[&str]) -> IncomingDelivery {
-        IncomingDelivery {
+    pub(crate) fn delivery(events: &[&str]) -> VerifiedDelivery {
+        VerifiedDelivery {
             target: TargetKey::from_path_and_query("/t"),
             webhook_gid: Some("1".into()),
             events: events
@@ -583,7 +583,7 @@ pub(crate) mod tests {
     async fn a_failing_journal_commits_nothing_and_says_so() {
         let journal = FlakyJournal::default();
         let inbox =
-            Local::start(Box::new(journal.clone()), Duration::from_secs(60), 1 << 20).unwrap();
+            Engine::start(Box::new(journal.clone()), Duration::from_secs(60), 1 << 20).unwrap();
         journal.fail.store(true, Ordering::SeqCst);
         let err = inbox.append(delivery(&[r#"{"a":1}"#])).await.unwrap_err();
         assert!(matches!(err, InboxError::Storage { .. }), "{err}");
@@ -612,7 +612,7 @@ pub(crate) mod tests {
             ..FlakyJournal::default()
         };
         let inbox =
-            Local::start(Box::new(journal.clone()), Duration::from_secs(60), 1 << 30).unwrap();
+            Engine::start(Box::new(journal.clone()), Duration::from_secs(60), 1 << 30).unwrap();
         let appends = (0..200).map(|n| {
             let inbox = inbox.clone();
             async move { inbox.append(delivery(&[&format!(r#"{{"n":{n}}}"#)])).await }

@@ -6,14 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::state::{Sandbox, Webhook};
-use crate::secret::HookSecret;
+use super::state::{FAILURE_WINDOW, HEARTBEAT_EVERY, Sandbox, Webhook};
+use crate::hook_secret::HookSecret;
 use crate::signature;
 
-/// Asana sends a heartbeat at the handshake and every 8 hours.
-pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(8 * 3600);
-/// A target failing this long loses its webhook.
-pub(crate) const FAILURE_WINDOW: Duration = Duration::from_secs(24 * 3600);
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 

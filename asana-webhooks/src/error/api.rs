@@ -1,109 +1,15 @@
-//! The crate's one error type, and the decoder for Asana's error answers.
-//!
-//! Every non-2xx answer from Asana reaches [`ApiError::from_response`], with
-//! its status and headers, whatever its body holds; `cargo xtask regen`
-//! removes the error responses from the generated operations for that reason.
+//! Asana's error answers: [`ApiError`] and the entries of its `errors`.
 
 use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::{Deserialize, Serialize};
+
+use crate::retry::retry_after;
 
 /// How much of a body that is not Asana's JSON is kept for the message.
 const BODY_EXCERPT_CHARS: usize = 300;
-
-/// Everything that can go wrong in this crate.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// Asana (or a proxy in front of it) answered with a non-2xx status.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-    /// The request was refused before anything was sent, for example a page
-    /// size outside `1..=100`.
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// The client could not be built from the settings given.
-    #[error("invalid client configuration: {0}")]
-    Config(String),
-    /// The request never got an answer: connection refused, TLS failure,
-    /// timeout, or the connection broke while the body was read.
-    #[error("could not reach Asana: {}", source_chain(.0))]
-    Transport(#[source] reqwest::Error),
-    /// Creating a webhook through its handshake failed after Asana answered,
-    /// or timed out.
-    #[cfg(feature = "receiver")]
-    #[error(transparent)]
-    Handshake(#[from] crate::handshake::HandshakeError),
-    /// The secret store failed.
-    #[error(transparent)]
-    Store(#[from] crate::secrets::StoreError),
-    /// A delivery's signature was refused.
-    #[error(transparent)]
-    Signature(#[from] crate::signature::SignatureError),
-    /// A successful answer whose body does not have the documented shape.
-    #[error("Asana's answer could not be decoded: {message}")]
-    Decode {
-        /// What did not match.
-        message: String,
-    },
-}
-
-impl Error {
-    /// The HTTP status of an API error; `None` when no answer arrived.
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            Error::Api(api) => Some(api.status()),
-            Error::Transport(e) => e.status(),
-            _ => None,
-        }
-    }
-
-    /// Asana's `Retry-After`, present on 429 answers.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::Api(api) => api.retry_after(),
-            _ => None,
-        }
-    }
-
-    /// The API error, when this is one.
-    pub fn as_api(&self) -> Option<&ApiError> {
-        match self {
-            Error::Api(api) => Some(api),
-            _ => None,
-        }
-    }
-
-    /// Whether sending the same request again later could succeed: rate
-    /// limits (429), Asana's transient server errors (500, 502, 503, 504),
-    /// and connection failures or timeouts.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Error::Api(api) => is_retryable_status(api.status()),
-            Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
-            _ => false,
-        }
-    }
-}
-
-/// The statuses worth retrying.
-pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
 
 /// One entry of Asana's `errors` array.
 ///
@@ -264,58 +170,6 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Parses `Retry-After` given in seconds, the form Asana uses.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    value.parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// Awaits a generated operation, mapping its error into ours.
-pub(crate) fn generated<T>(
-    call: impl std::future::Future<
-        Output = Result<progenitor_client::ResponseValue<T>, progenitor_client::Error<()>>,
-    >,
-) -> impl std::future::Future<Output = Result<progenitor_client::ResponseValue<T>, Error>> {
-    // Both futures are large (kilobytes): boxed before the returned future
-    // exists, the caller's future holds a pointer instead, and every move
-    // of it copies far less.
-    let call = Box::pin(call);
-    async move {
-        match call.await {
-            Ok(response) => Ok(response),
-            Err(e) => Err(Box::pin(from_generated(e)).await),
-        }
-    }
-}
-
-/// Maps the generated layer's error into ours; reads the body of an
-/// unexpected (non-2xx) answer.
-async fn from_generated(error: progenitor_client::Error<()>) -> Error {
-    use progenitor_client::Error as G;
-    match error {
-        G::InvalidRequest(message) => Error::InvalidRequest(message),
-        G::Custom(message) => Error::Config(message),
-        G::CommunicationError(e) | G::ResponseBodyError(e) | G::InvalidUpgrade(e) => {
-            Error::Transport(e)
-        }
-        G::ErrorResponse(response) => Error::Api(ApiError::from_parts(
-            response.status(),
-            retry_after(response.headers()),
-            b"",
-        )),
-        G::InvalidResponsePayload(body, e) => Error::Decode {
-            message: format!(
-                "{e} in {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ),
-        },
-        G::UnexpectedResponse(response) if response.status().is_success() => Error::Decode {
-            message: format!("unexpected success status {}", response.status()),
-        },
-        G::UnexpectedResponse(response) => Error::Api(ApiError::from_response(response).await),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,14 +200,5 @@ mod tests {
             e.to_string()
                 .contains("502 Bad Gateway with a body that is not Asana's JSON: <html>")
         );
-    }
-
-    #[test]
-    fn retry_after_is_read_from_the_header_in_seconds() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert(RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), None);
     }
 }
