@@ -210,6 +210,49 @@ impl CreateWebhook<'_> {
     }
 }
 
+/// A createWebhook request without its client: what the create through the
+/// handshake hands to the task that outlives its caller.
+#[derive(Clone, Debug)]
+pub(crate) struct CreateRequest {
+    request: WebhookRequest,
+    opt_fields: Vec<WebhookOptField>,
+    opt_pretty: Option<bool>,
+}
+
+impl<'a> CreateWebhook<'a> {
+    /// Splits the builder into its client and its request.
+    pub(crate) fn detach(self) -> (&'a Client, CreateRequest) {
+        let request = CreateRequest {
+            request: self.request,
+            opt_fields: self.opt_fields,
+            opt_pretty: self.opt_pretty,
+        };
+        (self.client, request)
+    }
+}
+
+impl CreateRequest {
+    /// The resource to watch.
+    pub(crate) fn resource(&self) -> &str {
+        &self.request.resource
+    }
+
+    /// Where deliveries go.
+    pub(crate) fn target(&self) -> &str {
+        &self.request.target
+    }
+
+    /// The builder again, on `client`.
+    pub(crate) fn attach(self, client: &Client) -> CreateWebhook<'_> {
+        CreateWebhook {
+            client,
+            request: self.request,
+            opt_fields: self.opt_fields,
+            opt_pretty: self.opt_pretty,
+        }
+    }
+}
+
 /// Builder for [`Client::get_webhook`].
 #[must_use = "nothing is sent until `send` is awaited"]
 #[derive(Clone, Debug)]

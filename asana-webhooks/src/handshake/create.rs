@@ -1,87 +1,33 @@
-//! Creating a webhook through its handshake, with the secret stored safely.
-//!
-//! The create runs in a task of its own: when the caller stops waiting (a
-//! timeout, or a dropped future) the request to Asana goes on, so that a
-//! late 201 answer still confirms and stores the secret. When no answer
-//! ever comes but a handshake was echoed, the webhook may exist at Asana;
-//! the task then looks it up (with the workspace, see
-//! [`CreateWithHandshake::workspace`]) and stores the one secret that can
-//! be its, or deletes it. No live webhook is left whose secret was echoed
-//! but not stored.
-//!
-//! When the process itself dies between the handshake and the 201, a
-//! durable store still holds the echoed handshake, and the next
-//! [`CreateWithHandshake::ensure`] stores its secret (see
-//! [`crate::secrets`], "A process that dies between the handshake and the
-//! 201").
+//! The create through the handshake: the builder, and the task that owns
+//! one registration until Asana answered or the webhook was looked up.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
+use super::lookup::{self, Creation};
+use super::recovery::{self, Recovery, RecoveryFacts, Refusal, SeenHandshake};
+use super::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SETTLE_TIME};
 use crate::client::Client;
 use crate::error::{Error, HandshakeError};
 use crate::hook_secret::HookSecret;
-use crate::operations::{CreatedWebhook, Webhook};
-use crate::secrets::{RECOVERY_MARGIN, RegistrationId, SecretStore, StoredSecret, TargetKey};
+use crate::operations::{CreateRequest, CreateWebhook, CreatedWebhook, Webhook};
+use crate::secrets::{RegistrationId, SecretStore, StoredSecret, TargetKey};
 use crate::types::{WebhookFilter, WebhookOptField};
 
-/// How long a create waits for Asana (and so for the handshake) by default.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a create whose caller stopped waiting goes on in the
-/// background, by default, before it looks the webhook up instead.
-pub const DEFAULT_SETTLE_TIME: Duration = Duration::from_secs(120);
-
-/// Adds handshake-aware creation to [`Client`].
-pub trait HandshakeExt {
-    /// Creates a webhook on `resource` delivering to `target`, answering the
-    /// handshake through a receiver that shares `store`.
-    ///
-    /// It opens a registration for the target (several may be in flight
-    /// for one target), sends createWebhook, lets the receiver answer
-    /// Asana's handshake while the request is in flight, and stores the
-    /// secret only when it equals the one in the 201 answer: a handshake
-    /// from anyone else never becomes a trusted secret. Should Asana's
-    /// answer be late, see [`HandshakeError::Timeout`].
-    fn create_webhook_with_handshake<'a, S: SecretStore>(
-        &'a self,
-        store: &'a S,
-        resource: impl Into<String>,
-        target: impl Into<String>,
-    ) -> CreateWithHandshake<'a, S>;
-}
-
-impl HandshakeExt for Client {
-    fn create_webhook_with_handshake<'a, S: SecretStore>(
-        &'a self,
-        store: &'a S,
-        resource: impl Into<String>,
-        target: impl Into<String>,
-    ) -> CreateWithHandshake<'a, S> {
-        CreateWithHandshake {
-            client: self,
-            store,
-            resource: resource.into(),
-            target: target.into(),
-            workspace: None,
-            filters: Vec::new(),
-            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            settle: DEFAULT_SETTLE_TIME,
-        }
-    }
-}
-
-/// Builder for [`HandshakeExt::create_webhook_with_handshake`].
+/// Builder for [`HandshakeExt::create_webhook_with_handshake`]: every
+/// setting of [`CreateWebhook`] (filters, `opt_fields`, `opt_pretty`), and
+/// what the handshake needs besides.
+///
+/// [`HandshakeExt::create_webhook_with_handshake`]: super::HandshakeExt::create_webhook_with_handshake
 #[must_use = "nothing is sent until `send` or `ensure` is awaited"]
 #[derive(Debug)]
 pub struct CreateWithHandshake<'a, S> {
     client: &'a Client,
+    create: CreateRequest,
     store: &'a S,
-    resource: String,
-    target: String,
     workspace: Option<String>,
-    filters: Vec<WebhookFilter>,
     timeout: Duration,
     settle: Duration,
 }
@@ -97,16 +43,44 @@ pub struct EnsuredWebhook {
 }
 
 impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
-    /// Adds a filter (see [`crate::CreateWebhook::filter`]).
-    pub fn filter(mut self, filter: WebhookFilter) -> Self {
-        self.filters.push(filter);
+    pub(super) fn new(create: CreateWebhook<'a>, store: &'a S) -> Self {
+        let (client, create) = create.detach();
+        Self {
+            client,
+            create,
+            store,
+            workspace: None,
+            timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            settle: DEFAULT_SETTLE_TIME,
+        }
+    }
+
+    /// Changes the createWebhook request with one of its own setters.
+    fn map_create(mut self, change: impl FnOnce(CreateWebhook<'a>) -> CreateWebhook<'a>) -> Self {
+        let (_, create) = change(self.create.attach(self.client)).detach();
+        self.create = create;
         self
     }
 
+    /// Adds a filter (see [`CreateWebhook::filter`]).
+    pub fn filter(self, filter: WebhookFilter) -> Self {
+        self.map_create(|c| c.filter(filter))
+    }
+
     /// Adds several filters.
-    pub fn filters(mut self, filters: impl IntoIterator<Item = WebhookFilter>) -> Self {
-        self.filters.extend(filters);
-        self
+    pub fn filters(self, filters: impl IntoIterator<Item = WebhookFilter>) -> Self {
+        self.map_create(|c| c.filters(filters))
+    }
+
+    /// Properties of the created webhook to include in the answer beyond
+    /// the compact default (see [`CreateWebhook::opt_fields`]).
+    pub fn opt_fields(self, fields: impl IntoIterator<Item = WebhookOptField>) -> Self {
+        self.map_create(|c| c.opt_fields(fields))
+    }
+
+    /// Asks Asana to indent its JSON (debugging only).
+    pub fn opt_pretty(self, pretty: bool) -> Self {
+        self.map_create(|c| c.opt_pretty(pretty))
     }
 
     /// The workspace of the resource. With it, a create whose answer never
@@ -131,23 +105,24 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
         self
     }
 
-    /// Creates the webhook; see [`HandshakeExt::create_webhook_with_handshake`].
+    /// Creates the webhook; see
+    /// [`HandshakeExt::create_webhook_with_handshake`](super::HandshakeExt::create_webhook_with_handshake).
     pub async fn send(self) -> Result<CreatedWebhook, Error> {
-        let key = TargetKey::from_url(&self.target)?;
+        let key = TargetKey::from_url(self.create.target())?;
         // The registration outlives the background work by a margin, so a
         // handshake that races the end is recorded rather than refused.
         let ttl = self.timeout + self.settle + Duration::from_secs(5);
+        let opened_at = Utc::now();
         let registration = self.store.open_registration(&key, ttl).await?;
         let job = Registration {
             client: self.client.clone(),
             store: self.store.clone(),
             id: registration,
             key,
-            resource: self.resource,
-            target: self.target,
+            create: self.create,
             workspace: self.workspace,
-            filters: self.filters,
             deadline: self.timeout + self.settle,
+            opened_at,
         };
         let (tx, rx) = oneshot::channel();
         // A task of its own, so that neither a timeout nor a dropped caller
@@ -173,14 +148,12 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
     /// A webhook whose secret is not stored because the process that
     /// created it died between the handshake and Asana's answer gets its
     /// secret from the store's unconfirmed handshakes, when exactly one of
-    /// them arrived within [`RECOVERY_MARGIN`] of the webhook's creation.
+    /// them arrived within [`RECOVERY_MARGIN`](crate::secrets::RECOVERY_MARGIN)
+    /// of the webhook's creation.
     pub async fn ensure(self) -> Result<EnsuredWebhook, Error> {
-        let (client, store) = (self.client, self.store);
-        let (resource, target, workspace) = (
-            self.resource.clone(),
-            self.target.clone(),
-            self.workspace.clone(),
-        );
+        let (client, store, workspace) = (self.client, self.store, self.workspace.clone());
+        let resource = self.create.resource().to_string();
+        let target = self.create.target().to_string();
         match self.send().await {
             Ok(created) => Ok(EnsuredWebhook {
                 webhook: created.webhook,
@@ -221,7 +194,7 @@ async fn find_existing<S: SecretStore>(
         resource: resource.to_string(),
     };
     if let Some(workspace) = workspace {
-        return list_for_target(client, &workspace, resource, target)
+        return lookup::list_for_target(client, &workspace, resource, target)
             .await?
             .into_iter()
             .next()
@@ -242,11 +215,32 @@ async fn find_existing<S: SecretStore>(
     Ok(webhook)
 }
 
+/// The facts the recovery decision needs about webhook creation `created`
+/// and the `handshakes` echoed for its target.
+async fn facts<S: SecretStore>(
+    store: &S,
+    key: &TargetKey,
+    created: Creation,
+    handshakes: Vec<SeenHandshake>,
+) -> Result<RecoveryFacts, Error> {
+    let unrecorded = store
+        .unrecorded_handshakes(key)
+        .await?
+        .map(|span| (span.first, span.last));
+    Ok(RecoveryFacts {
+        created_at: created.created_at,
+        clock_offset: created.clock_offset,
+        offset_uncertainty: created.offset_uncertainty,
+        handshakes,
+        unrecorded,
+        now: Utc::now(),
+    })
+}
+
 /// Stores the secret of webhook `gid`, which exists at Asana without a
-/// stored secret, when the store kept exactly one unconfirmed handshake for
-/// its target from within [`RECOVERY_MARGIN`] of its creation: the one
-/// Asana sent for it (a process died before the 201). Returns whether it
-/// did.
+/// stored secret, when the recovery decision finds it among the store's
+/// unconfirmed handshakes (a process died before the 201). Returns
+/// whether it did.
 async fn recover_after_restart<S: SecretStore>(
     client: &Client,
     store: &S,
@@ -259,85 +253,28 @@ async fn recover_after_restart<S: SecretStore>(
     if unconfirmed.is_empty() {
         return Ok(false);
     }
-    let asked_at = chrono::Utc::now();
-    let response = crate::error::generated(
-        client
-            .generated()
-            .get_webhook()
-            .webhook_gid(gid)
-            .opt_fields(vec![WebhookOptField::CreatedAt, WebhookOptField::Target])
-            .send(),
-    )
-    .await?;
-    // Asana's clock against this machine's, from the answer's `Date`
-    // (second resolution): `created_at` is Asana's time, `received_at`
-    // ours, and a skewed local clock must not move the wrong handshake
-    // into the margin.
-    let skew = response
-        .headers()
-        .get("date")
-        .and_then(|d| d.to_str().ok())
-        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
-        .map(|asana_now| {
-            let local = asked_at + (chrono::Utc::now() - asked_at) / 2;
-            asana_now.with_timezone(&chrono::Utc) - local
-        })
-        .unwrap_or_default();
-    let Some(webhook) = response.into_inner().data else {
+    let Some(created) = lookup::creation(client, gid).await? else {
         return Ok(false);
     };
-    let (Some(created_at), Some(target_now)) = (webhook.created_at, webhook.target.as_deref())
-    else {
-        return Ok(false);
-    };
-    if target_now != target {
+    if created.target != target {
         return Ok(false);
     }
-    // On this machine's clock.
-    let created_here = created_at - skew;
-    let margin = chrono::Duration::from_std(RECOVERY_MARGIN).expect("fits");
-    // A second more for the `Date` resolution: distrust errs wide.
-    let wide = margin + chrono::Duration::seconds(1);
-    if let Some(span) = store.unrecorded_handshakes(&key).await?
-        && span.first - wide <= created_here
-        && created_here <= span.last + wide
-    {
-        tracing::warn!(%gid, %key, "handshakes beyond the store's limit went unrecorded when this webhook was created (a flood?); none can be trusted as its secret");
-        return Ok(false);
-    }
-    let near: Vec<_> = unconfirmed
-        .iter()
-        .filter(|u| (u.received_at - created_here).abs() <= margin)
-        .collect();
-    let [only] = near.as_slice() else {
-        if near.len() > 1 {
-            tracing::warn!(%gid, %key, handshakes = near.len(), "several unconfirmed handshakes arrived when this webhook was created; none can be trusted as its secret");
-        }
-        return Ok(false);
-    };
-    let record = StoredSecret::new(key, gid, only.secret.clone()).with_resource(resource);
-    store.save(record).await?;
-    tracing::warn!(%gid, "stored the secret of a webhook whose create died before Asana's answer (the one handshake echoed when it was created)");
-    Ok(true)
-}
-
-/// The webhooks of `resource` in `workspace` whose target is `target`.
-async fn list_for_target(
-    client: &Client,
-    workspace: &str,
-    resource: &str,
-    target: &str,
-) -> Result<Vec<Webhook>, Error> {
-    let all = client
-        .get_webhooks(workspace)
-        .resource(resource)
-        .limit(crate::operations::MAX_PAGE_SIZE)
-        .collect_all()
-        .await?;
-    Ok(all
+    let seen = unconfirmed
         .into_iter()
-        .filter(|w| w.target.as_deref() == Some(target))
-        .collect())
+        .map(|u| SeenHandshake::at(u.secret, u.received_at))
+        .collect();
+    match recovery::decide(&facts(store, &key, created, seen).await?) {
+        Recovery::Store(secret) => {
+            let record = StoredSecret::new(key, gid, secret).with_resource(resource);
+            store.save(record).await?;
+            tracing::warn!(%gid, "stored the secret of a webhook whose create died before Asana's answer (the one handshake echoed when it was created)");
+            Ok(true)
+        }
+        Recovery::Refuse(why) => {
+            tracing::warn!(%gid, %key, why = %why.describe(), "the secret of this webhook cannot be recovered");
+            Ok(false)
+        }
+    }
 }
 
 /// One registration in flight, owned by its background task.
@@ -346,20 +283,17 @@ struct Registration<S> {
     store: S,
     id: RegistrationId,
     key: TargetKey,
-    resource: String,
-    target: String,
+    create: CreateRequest,
     workspace: Option<String>,
-    filters: Vec<WebhookFilter>,
     deadline: Duration,
+    /// When the registration opened (this machine's clock): every
+    /// handshake it collected arrived after this.
+    opened_at: DateTime<Utc>,
 }
 
 impl<S: SecretStore> Registration<S> {
     async fn run(self) -> Result<CreatedWebhook, Error> {
-        let create = self
-            .client
-            .create_webhook(&self.resource, &self.target)
-            .filters(self.filters.clone())
-            .send();
+        let create = self.create.clone().attach(&self.client).send();
         let result = match tokio::time::timeout(self.deadline, create).await {
             Ok(Ok(created)) => self.confirm(created).await,
             Ok(Err(e)) if e.as_api().is_some_and(|a| a.status().is_client_error()) => Err(e),
@@ -393,7 +327,7 @@ impl<S: SecretStore> Registration<S> {
                 .await);
         };
         let record = StoredSecret::new(self.key.clone(), gid.clone(), secret)
-            .with_resource(self.resource.clone());
+            .with_resource(self.create.resource());
         match self.store.confirm(&self.id, record).await {
             Ok(true) => Ok(created),
             Ok(false) => Err(self
@@ -418,8 +352,12 @@ impl<S: SecretStore> Registration<S> {
     }
 
     /// After a create that got no answer: if a handshake was echoed, find
-    /// the webhook and store the one secret that can be its, or delete it.
+    /// the webhook created while this registration was open and store the
+    /// one secret that the recovery decision finds for it, or delete it.
+    /// A webhook of the same resource and target created at another time
+    /// is not this create's: it is left alone and reported.
     async fn recover(&self) {
+        let (resource, target) = (self.create.resource(), self.create.target());
         let candidates = match self.store.close_registration(&self.id).await {
             Ok(candidates) => candidates,
             Err(e) => {
@@ -431,43 +369,72 @@ impl<S: SecretStore> Registration<S> {
             // Asana creates nothing without an echoed handshake.
             return;
         }
+        let closed_at = Utc::now();
         let Some(workspace) = &self.workspace else {
             tracing::error!(
-                resource = %self.resource, target = %self.target,
+                %resource, %target,
                 "createWebhook got no answer after a handshake was echoed, and without the workspace the webhook cannot be looked up; list the resource's webhooks and delete the one for this target"
             );
             return;
         };
-        let found = match list_for_target(&self.client, workspace, &self.resource, &self.target)
-            .await
-        {
+        let found = match lookup::list_for_target(&self.client, workspace, resource, target).await {
             Ok(found) => found,
             Err(e) => {
-                tracing::error!(resource = %self.resource, target = %self.target, error = %e, "could not look up a webhook whose create got no answer; check and delete it by hand");
+                tracing::error!(%resource, %target, error = %e, "could not look up a webhook whose create got no answer; check and delete it by hand");
                 return;
             }
         };
+        // Each candidate arrived while the registration was open.
+        let seen: Vec<SeenHandshake> = candidates
+            .iter()
+            .map(|secret| SeenHandshake {
+                secret: secret.clone(),
+                earliest: self.opened_at,
+                latest: closed_at,
+            })
+            .collect();
         for webhook in found {
             let Some(gid) = webhook.gid else { continue };
             if self.store.by_gid(&gid).await.ok().flatten().is_some() {
                 continue;
             }
-            if let [secret] = candidates.as_slice()
-                && self.save_recovered(&gid, secret).await
-            {
-                continue;
+            match self.decide_for(&gid, seen.clone()).await {
+                Ok(Recovery::Store(secret)) if self.save_recovered(&gid, &secret).await => {}
+                Ok(Recovery::Refuse(Refusal::NoneNearCreation)) => {
+                    tracing::warn!(%gid, %resource, %target, "a webhook of this resource and target without a stored secret was not created by this create; left alone: delete it if it is not wanted");
+                }
+                Ok(Recovery::Refuse(why)) => {
+                    let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
+                    tracing::warn!(%gid, deleted, why = %why.describe(), "deleted a webhook whose secret could not be told apart");
+                }
+                Ok(Recovery::Store(_)) => {
+                    let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
+                    tracing::warn!(%gid, deleted, "deleted a webhook whose recovered secret could not be stored");
+                }
+                Err(e) => {
+                    tracing::error!(%gid, error = %e, "could not read the creation time of a webhook whose create got no answer; check and delete it by hand");
+                }
             }
-            let deleted = self.client.delete_webhook(&gid).send().await.is_ok();
-            tracing::warn!(%gid, deleted, candidates = candidates.len(), "deleted a webhook whose secret could not be told apart");
         }
+    }
+
+    async fn decide_for(&self, gid: &str, seen: Vec<SeenHandshake>) -> Result<Recovery, Error> {
+        let Some(created) = lookup::creation(&self.client, gid).await? else {
+            return Err(Error::Decode {
+                message: format!("webhook {gid} has no created_at or target"),
+            });
+        };
+        Ok(recovery::decide(
+            &facts(&self.store, &self.key, created, seen).await?,
+        ))
     }
 
     async fn save_recovered(&self, gid: &str, secret: &HookSecret) -> bool {
         let record = StoredSecret::new(self.key.clone(), gid, secret.clone())
-            .with_resource(self.resource.clone());
+            .with_resource(self.create.resource());
         match self.store.save(record).await {
             Ok(()) => {
-                tracing::warn!(%gid, "createWebhook got no answer; stored the one secret echoed for its target");
+                tracing::warn!(%gid, "createWebhook got no answer; stored the one secret echoed for its target when the webhook was created");
                 true
             }
             Err(e) => {
