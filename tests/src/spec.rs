@@ -128,11 +128,30 @@ pub fn example(spec: &Value, schema: &Value) -> Value {
 /// Checks `value` against `schema`: types, `nullable`, `enum`, RFC 3339
 /// `date-time`, through `$ref` and `allOf`, at every depth. Stricter than
 /// OpenAPI on purpose, it also refuses properties the schema does not
-/// declare. Returns every problem found, each with its JSON path.
+/// declare, except in Asana's error objects (see [`ERROR_OBJECT`]).
+/// Returns every problem found, each with its JSON path.
 pub fn check(spec: &Value, schema: &Value, value: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     check_at(spec, schema, value, "$", &mut problems);
     problems
+}
+
+/// Asana's error object, the items of `ErrorResponse.errors`: the one
+/// schema whose undeclared properties the check lets through.
+///
+/// The spec declares `message`, `help` and `phrase`, but real Asana error
+/// bodies carry more beside them (`error`, `user_message`; the sandbox's
+/// "Duplicated webhook" 403 carries `error` too), and a client must never
+/// reject an error for an unknown field. Declared
+/// properties are still checked; undeclared ones anywhere else (the
+/// `ErrorResponse` around the `errors` array, every success answer) are
+/// still refused.
+pub const ERROR_OBJECT: &str = "/components/schemas/Error";
+
+/// Whether `schema` (through `$ref`) is [`ERROR_OBJECT`] of `spec`.
+fn is_error_object(spec: &Value, schema: &Value) -> bool {
+    spec.pointer(ERROR_OBJECT)
+        .is_some_and(|error| std::ptr::eq(resolve(spec, schema), error))
 }
 
 /// Every property a schema declares, through `$ref` and `allOf`.
@@ -215,12 +234,15 @@ fn check_at(spec: &Value, schema: &Value, value: &Value, at: &str, problems: &mu
     }
     match value {
         Value::Object(fields) if kind == Some("object") => {
+            let extra_keys_allowed = is_error_object(spec, resolved);
             for (name, field) in fields {
                 match properties.get(name) {
                     Some(property) => {
                         check_at(spec, property, field, &format!("{at}.{name}"), problems)
                     }
                     None if properties.is_empty() => {}
+                    // Asana's error objects carry keys the spec omits.
+                    None if extra_keys_allowed => {}
                     None => problems.push(format!("{at}.{name}: not declared by the schema")),
                 }
             }
@@ -235,5 +257,61 @@ fn check_at(spec: &Value, schema: &Value, value: &Value, at: &str, problems: &mu
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn error_response() -> &'static Value {
+        &derived()["components"]["schemas"]["ErrorResponse"]
+    }
+
+    #[test]
+    fn error_objects_may_carry_keys_the_spec_does_not_declare() {
+        // The sandbox's answer to a duplicate webhook, shaped like Asana's.
+        let duplicate = json!({"errors": [{
+            "message": "Duplicated webhook",
+            "help": "For more information on API status codes and how to handle them, read the docs on errors: https://developers.asana.com/docs/errors",
+            "error": "duplicate_webhook",
+            "user_message": "This webhook already exists.",
+        }]});
+        assert_eq!(
+            check(derived(), error_response(), &duplicate),
+            Vec::<String>::new()
+        );
+        // The same through the vendored spec.
+        let vendored = vendored();
+        let schema = &vendored["components"]["schemas"]["ErrorResponse"];
+        assert_eq!(check(vendored, schema, &duplicate), Vec::<String>::new());
+    }
+
+    #[test]
+    fn declared_keys_of_error_objects_are_still_checked() {
+        let wrong = json!({"errors": [{"message": 1, "error": "x"}]});
+        let problems = check(derived(), error_response(), &wrong);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("$.errors[0].message: expected string"),
+            "{problems:?}"
+        );
+        let not_an_object = json!({"errors": ["Duplicated webhook"]});
+        assert_eq!(check(derived(), error_response(), &not_an_object).len(), 1);
+    }
+
+    #[test]
+    fn undeclared_keys_outside_error_objects_are_still_refused() {
+        let spec = derived();
+        let beside_errors = json!({"errors": [], "error": "duplicate_webhook"});
+        assert_eq!(
+            check(spec, error_response(), &beside_errors),
+            vec!["$.error: not declared by the schema".to_string()]
+        );
+        let webhook = response_schema(spec, "/webhooks/{webhook_gid}", "get", 200);
+        let invented = json!({"data": {"gid": "1", "error": "x", "user_message": "y"}});
+        assert_eq!(check(spec, webhook, &invented).len(), 2);
     }
 }
