@@ -48,7 +48,9 @@ pub enum CreateBehaviour {
 struct Log {
     created: Vec<(String, String, String)>,
     resources: Vec<String>,
+    created_at: Vec<chrono::DateTime<chrono::Utc>>,
     deleted: Vec<String>,
+    looked_up: Vec<String>,
     next_gid: u64,
 }
 
@@ -126,6 +128,30 @@ impl FakeAsana {
             .collect()
     }
 
+    /// Adds a webhook of `resource` delivering to `target`, created at
+    /// `created_at` by somebody else (its secret is known to nobody here);
+    /// returns its gid.
+    pub fn plant(
+        &self,
+        resource: &str,
+        target: &str,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let mut log = self.state.log.lock().unwrap();
+        log.next_gid += 1;
+        let gid = log.next_gid.to_string();
+        log.created
+            .push((gid.clone(), target.to_string(), "unknown".into()));
+        log.resources.push(resource.to_string());
+        log.created_at.push(created_at);
+        gid
+    }
+
+    /// The gids read one by one (`GET /webhooks/{gid}`), in order.
+    pub fn looked_up(&self) -> Vec<String> {
+        self.state.log.lock().unwrap().looked_up.clone()
+    }
+
     /// `(gid, target, secret)` of every webhook created.
     pub fn created(&self) -> Vec<(String, String, String)> {
         self.state.log.lock().unwrap().created.clone()
@@ -163,17 +189,14 @@ async fn create(
             "You should specify one of resource",
         );
     };
-    let existing = state.log.lock().unwrap().live(resource, target);
-    if existing.is_some() {
-        return error(StatusCode::FORBIDDEN, "Duplicated webhook");
+    // A hang loses the answer whatever it would have been.
+    if behaviour == CreateBehaviour::Hang {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return error(StatusCode::GATEWAY_TIMEOUT, "hung");
     }
-    match behaviour {
-        CreateBehaviour::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            return error(StatusCode::GATEWAY_TIMEOUT, "hung");
-        }
-        CreateBehaviour::Duplicate => return error(StatusCode::FORBIDDEN, "Duplicated webhook"),
-        _ => {}
+    let existing = state.log.lock().unwrap().live(resource, target);
+    if existing.is_some() || behaviour == CreateBehaviour::Duplicate {
+        return error(StatusCode::FORBIDDEN, "Duplicated webhook");
     }
     let gid = {
         let mut log = state.log.lock().unwrap();
@@ -209,6 +232,7 @@ async fn create(
         log.created
             .push((gid.clone(), target.to_string(), secret.clone()));
         log.resources.push(resource.to_string());
+        log.created_at.push(chrono::Utc::now());
     }
     if state
         .heartbeat_after_handshake
@@ -277,12 +301,15 @@ async fn get_one(
     State(state): State<FakeState>,
     Path(gid): Path<String>,
 ) -> (StatusCode, Json<Value>) {
-    let log = state.log.lock().unwrap();
-    match log.created.iter().find(|(g, _, _)| *g == gid) {
-        Some((_, target, _)) => (
+    let mut log = state.log.lock().unwrap();
+    log.looked_up.push(gid.clone());
+    match log.created.iter().position(|(g, _, _)| *g == gid) {
+        Some(i) => (
             StatusCode::OK,
             Json(
-                json!({"data": {"gid": gid, "resource_type": "webhook", "active": true, "target": target}}),
+                json!({"data": {"gid": gid, "resource_type": "webhook", "active": true,
+                "target": log.created[i].1,
+                "created_at": log.created_at[i].to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}}),
             ),
         ),
         None => error(StatusCode::NOT_FOUND, "webhook: Unknown object"),

@@ -381,6 +381,46 @@ async fn a_create_without_answer_and_with_a_forged_handshake_deletes_its_webhook
     assert!(receiver.store().secrets_for(&key).await.unwrap().is_empty());
 }
 
+#[tokio::test]
+async fn a_lost_answer_never_gives_a_stale_webhook_an_attackers_secret() {
+    // A webhook of the same resource and target exists from a day ago, its
+    // secret unknown here; a create gets no answer (Asana's 403 was lost)
+    // and the only handshake its registration saw is an attacker's.
+    let asana = FakeAsana::start().await;
+    let (base, receiver, _notifications) = receiver(MemorySecretStore::new()).await;
+    let target = format!("{base}/stale");
+    let stale = asana.plant(
+        "77",
+        &target,
+        chrono::Utc::now() - chrono::Duration::days(1),
+    );
+    asana.set_behaviour(CreateBehaviour::Hang);
+    let create = tokio::spawn({
+        let (client, store, target) = (asana.client(), receiver.store().clone(), target.clone());
+        async move {
+            client
+                .create_webhook_with_handshake(&store, "77", &target)
+                .workspace("1")
+                .timeout(Duration::from_millis(300))
+                .settle_time(Duration::from_millis(300))
+                .send()
+                .await
+        }
+    });
+    assert!(eventually(|| async { post_handshake(&target, "attacker").await == 200 }).await);
+    assert!(create.await.unwrap().is_err());
+    // The lookup ran (it read the stale webhook's creation time)…
+    assert!(eventually(|| async { asana.looked_up().contains(&stale) }).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // …and trusted nothing: the webhook was created a day before the
+    // registration, so no handshake it saw can be its. It is not this
+    // create's to delete either.
+    let key = TargetKey::from_url(&target).unwrap();
+    assert!(receiver.store().secrets_for(&key).await.unwrap().is_empty());
+    assert!(receiver.store().by_gid(&stale).await.unwrap().is_none());
+    assert_eq!(asana.live(), [stale]);
+}
+
 // 6. A signed delivery refused for its shape loses every event in it.
 #[tokio::test]
 async fn a_signed_delivery_is_never_refused_for_its_shape() {

@@ -873,3 +873,37 @@ async fn changes_carry_new_value_only_for_resources() {
         "user"
     );
 }
+
+#[tokio::test]
+async fn a_create_through_the_handshake_sends_its_opt_fields_and_opt_pretty() {
+    use asana_webhooks::HandshakeExt;
+    use asana_webhooks::receiver::Receiver;
+    use asana_webhooks::secrets::MemorySecretStore;
+
+    let sandbox = sandbox().await;
+    let (receiver, _notifications) = Receiver::new(MemorySecretStore::new());
+    let addr =
+        asana_webhooks_tests::serve(axum::Router::new().nest("/hooks", receiver.router())).await;
+    let client = Client::builder()
+        .token("sandbox")
+        .base_url(sandbox.base_url())
+        .build()
+        .unwrap();
+    let created = client
+        .create_webhook_with_handshake(
+            receiver.store(),
+            seed::TASK,
+            format!("http://{addr}/hooks/opt"),
+        )
+        .filter(WebhookFilter::new("task", "changed").with_fields(["due_on"]))
+        .opt_fields([WebhookOptField::CreatedAt, WebhookOptField::Filters])
+        .opt_pretty(true)
+        .send()
+        .await
+        .unwrap();
+    // Compact answers carry neither: they came because they were asked for.
+    assert!(created.webhook.created_at.is_some());
+    assert_eq!(created.webhook.filters.len(), 1);
+    assert_eq!(created.webhook.filters[0].fields, ["due_on"]);
+    assert!(created.secret.is_some());
+}

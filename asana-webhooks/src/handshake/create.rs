@@ -400,7 +400,7 @@ impl<S: SecretStore> Registration<S> {
             }
             match self.decide_for(&gid, seen.clone()).await {
                 Ok(Recovery::Store(secret)) if self.save_recovered(&gid, &secret).await => {}
-                Ok(Recovery::Refuse(Refusal::NoneNearCreation)) => {
+                Ok(Recovery::Refuse(Refusal::NoHandshake)) => {
                     tracing::warn!(%gid, %resource, %target, "a webhook of this resource and target without a stored secret was not created by this create; left alone: delete it if it is not wanted");
                 }
                 Ok(Recovery::Refuse(why)) => {

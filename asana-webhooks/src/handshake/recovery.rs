@@ -82,31 +82,32 @@ pub(crate) enum Recovery {
     Refuse(Refusal),
 }
 
-/// Why no secret can be trusted.
+/// Why no secret can be trusted; every reason concerns the handshakes near
+/// the webhook's creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// No unconfirmed handshake arrived near the webhook's creation: it was
     /// not created by a create this store saw (or its handshake is older
     /// than the store keeps them).
-    NoneNearCreation,
+    NoHandshake,
     /// Several did: nobody can tell which one was Asana's.
-    SeveralNearCreation(usize),
+    SeveralHandshakes(usize),
     /// Handshakes that went unrecorded (beyond the per-target limit)
     /// arrived near the webhook's creation: Asana's may be among them.
-    UnrecordedNearCreation,
+    UnrecordedHandshakes,
 }
 
 impl Refusal {
     /// A sentence for logs and errors.
     pub(crate) fn describe(self) -> String {
         match self {
-            Refusal::NoneNearCreation => {
+            Refusal::NoHandshake => {
                 "no unconfirmed handshake arrived when it was created".into()
             }
-            Refusal::SeveralNearCreation(n) => {
+            Refusal::SeveralHandshakes(n) => {
                 format!("{n} unconfirmed handshakes arrived when it was created, and nobody can tell which was Asana's")
             }
-            Refusal::UnrecordedNearCreation => "handshakes beyond the store's limit went unrecorded when it was created (a flood?), and Asana's may be among them".into(),
+            Refusal::UnrecordedHandshakes => "handshakes beyond the store's limit went unrecorded when it was created (a flood?), and Asana's may be among them".into(),
         }
     }
 }
@@ -125,7 +126,7 @@ pub(crate) fn decide(facts: &RecoveryFacts) -> Recovery {
     if let Some((first, last)) = facts.unrecorded {
         let wide = margin + facts.offset_uncertainty;
         if last >= kept_since && first - wide <= created_here && created_here <= last + wide {
-            return Recovery::Refuse(Refusal::UnrecordedNearCreation);
+            return Recovery::Refuse(Refusal::UnrecordedHandshakes);
         }
     }
     let near: Vec<&SeenHandshake> = facts
@@ -135,9 +136,9 @@ pub(crate) fn decide(facts: &RecoveryFacts) -> Recovery {
         .filter(|h| h.distance_to(created_here) <= margin)
         .collect();
     match near.as_slice() {
-        [] => Recovery::Refuse(Refusal::NoneNearCreation),
+        [] => Recovery::Refuse(Refusal::NoHandshake),
         [only] => Recovery::Store(only.secret.clone()),
-        several => Recovery::Refuse(Refusal::SeveralNearCreation(several.len())),
+        several => Recovery::Refuse(Refusal::SeveralHandshakes(several.len())),
     }
 }
 
@@ -187,7 +188,7 @@ mod tests {
             SeenHandshake::at(secret("forged"), t(-30)),
             SeenHandshake::at(secret("asana"), t(-1)),
         ]));
-        assert_eq!(decided, Recovery::Refuse(Refusal::SeveralNearCreation(2)));
+        assert_eq!(decided, Recovery::Refuse(Refusal::SeveralHandshakes(2)));
     }
 
     #[test]
@@ -196,10 +197,7 @@ mod tests {
         // The flood ended just before the margin (and the `Date`
         // uncertainty) around the creation: still too near.
         f.unrecorded = Some((t(-3_600), t(-margin() - 1)));
-        assert_eq!(
-            decide(&f),
-            Recovery::Refuse(Refusal::UnrecordedNearCreation)
-        );
+        assert_eq!(decide(&f), Recovery::Refuse(Refusal::UnrecordedHandshakes));
         // A flood an hour before is far enough.
         f.unrecorded = Some((t(-7_200), t(-3_600)));
         assert_eq!(decide(&f), Recovery::Store(secret("forged")));
@@ -211,7 +209,7 @@ mod tests {
             let decided = decide(&facts(vec![SeenHandshake::at(secret("old"), t(when))]));
             assert_eq!(
                 decided,
-                Recovery::Refuse(Refusal::NoneNearCreation),
+                Recovery::Refuse(Refusal::NoHandshake),
                 "at {when} s"
             );
         }
@@ -233,7 +231,7 @@ mod tests {
         assert_eq!(decide(&f), Recovery::Store(secret("asana")));
         // Without the correction the handshake would be 20 minutes off.
         f.clock_offset = Duration::zero();
-        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoneNearCreation));
+        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoHandshake));
     }
 
     #[test]
@@ -249,7 +247,7 @@ mod tests {
         assert_eq!(decide(&f), Recovery::Store(secret("asana")));
         // Read without the offset, neither is near t(-1800): refused.
         f.clock_offset = Duration::zero();
-        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoneNearCreation));
+        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoHandshake));
     }
 
     #[test]
@@ -259,7 +257,7 @@ mod tests {
         // beside it: stores forget such entries, and so does the decision.
         let mut f = facts(vec![SeenHandshake::at(secret("asana"), t(0))]);
         f.now = t(kept + 1);
-        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoneNearCreation));
+        assert_eq!(decide(&f), Recovery::Refuse(Refusal::NoHandshake));
         f.now = t(kept - 1);
         assert_eq!(decide(&f), Recovery::Store(secret("asana")));
         // An old unrecorded span no longer blocks.
@@ -267,10 +265,7 @@ mod tests {
         f.created_at = t(kept + 10);
         f.now = t(kept + 20);
         f.unrecorded = Some((t(kept + 5), t(kept + 6)));
-        assert_eq!(
-            decide(&f),
-            Recovery::Refuse(Refusal::UnrecordedNearCreation)
-        );
+        assert_eq!(decide(&f), Recovery::Refuse(Refusal::UnrecordedHandshakes));
         f.unrecorded = Some((t(-10), t(5)));
         f.created_at = t(0);
         f.handshakes = vec![SeenHandshake::at(secret("late"), t(100))];
@@ -297,12 +292,12 @@ mod tests {
         // window: never stored.
         let mut stale = facts(vec![within("attacker")]);
         stale.created_at = t(-86_400);
-        assert_eq!(decide(&stale), Recovery::Refuse(Refusal::NoneNearCreation));
+        assert_eq!(decide(&stale), Recovery::Refuse(Refusal::NoHandshake));
         // Created a little before the window opened: still within the margin.
         let mut early = facts(vec![within("asana")]);
         early.created_at = t(-10 - margin());
         assert_eq!(decide(&early), Recovery::Store(secret("asana")));
         early.created_at = t(-11 - margin());
-        assert_eq!(decide(&early), Recovery::Refuse(Refusal::NoneNearCreation));
+        assert_eq!(decide(&early), Recovery::Refuse(Refusal::NoHandshake));
     }
 }
