@@ -32,7 +32,13 @@
 //! ```
 
 mod clock;
+mod emit;
+mod failure;
+mod model;
+mod offsets;
+mod render;
 mod routes;
+mod rules;
 mod sender;
 mod state;
 
@@ -40,7 +46,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use state::EmittedEvent;
+pub use model::EmittedEvent;
 
 /// The objects every sandbox starts with, at fixed gids.
 pub mod seed {

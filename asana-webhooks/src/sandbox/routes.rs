@@ -12,8 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
+use super::failure::Failure;
+use super::model::EmittedEvent;
+use super::render;
 use super::sender;
-use super::state::{EmittedEvent, Failure, Sandbox};
+use super::state::Sandbox;
 
 type Shared = Arc<Sandbox>;
 
@@ -171,7 +174,7 @@ async fn list(State(sandbox): State<Shared>, RawQuery(raw): RawQuery) -> Respons
             ),
             None => None,
         };
-        let fields = Sandbox::opt_fields(&query.all("opt_fields"), true)?;
+        let fields = render::opt_fields(&query.all("opt_fields"), true)?;
         let (items, next, paged) = sandbox.list(
             workspace,
             query.one("resource"),
@@ -194,7 +197,7 @@ async fn list(State(sandbox): State<Shared>, RawQuery(raw): RawQuery) -> Respons
 async fn create(State(sandbox): State<Shared>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let query = Query::parse(raw);
     let prepared = data(&body).and_then(|data| {
-        let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
+        let fields = render::opt_fields(&query.all("opt_fields"), false)?;
         Ok((sandbox.prepare_create(&data)?, fields))
     });
     let (new, fields) = match prepared {
@@ -256,7 +259,7 @@ async fn get_one(
     RawQuery(raw): RawQuery,
 ) -> Response {
     let query = Query::parse(raw);
-    match Sandbox::opt_fields(&query.all("opt_fields"), false)
+    match render::opt_fields(&query.all("opt_fields"), false)
         .and_then(|fields| sandbox.get(&gid, &fields))
     {
         Ok(webhook) => answer(StatusCode::OK, json!({ "data": webhook }), query.pretty()),
@@ -276,7 +279,7 @@ async fn update(
         .get(&gid, &[])
         .and_then(|_| update_data(&body))
         .and_then(|data| {
-            let fields = Sandbox::opt_fields(&query.all("opt_fields"), false)?;
+            let fields = render::opt_fields(&query.all("opt_fields"), false)?;
             sandbox.update(&gid, &data, &fields)
         });
     match result {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::state::{FAILURE_WINDOW, HEARTBEAT_EVERY, Sandbox, Webhook};
+use super::model::{FAILURE_WINDOW, HEARTBEAT_EVERY, Webhook};
+use super::state::Sandbox;
 use crate::hook_secret::HookSecret;
 use crate::signature;
 
