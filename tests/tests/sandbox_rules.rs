@@ -907,3 +907,18 @@ async fn a_create_through_the_handshake_sends_its_opt_fields_and_opt_pretty() {
     assert_eq!(created.webhook.filters[0].fields, ["due_on"]);
     assert!(created.secret.is_some());
 }
+
+#[tokio::test]
+async fn paths_outside_the_api_routes_get_asanas_json_404() {
+    let env = Env::start(sandbox().await).await;
+    // `/webhooks/..` reaches the server as `/api/1.0/`.
+    for path in ["/", "/webhooks/..", "/nope"] {
+        let (status, body) = env.raw(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 404, "{path}");
+        assert_shape(path, "get", status, &body);
+        assert_eq!(
+            body["errors"][0]["message"], "No matching route for request",
+            "{path}"
+        );
+    }
+}

@@ -30,6 +30,9 @@ pub(crate) fn router(sandbox: Shared) -> Router {
     Router::new()
         .nest("/api/1.0", api)
         .route("/sandbox/events", post(emit))
+        // Paths the nested router does not see, such as `/api/1.0/` (what
+        // `/webhooks/..` becomes), get Asana's JSON 404 too.
+        .fallback(no_route)
         .with_state(sandbox)
 }
 
