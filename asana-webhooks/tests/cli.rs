@@ -1,7 +1,6 @@
 //! The `asana-webhooks` command line end to end: a sandbox process, a
 //! listener process, and the management commands, all on 127.0.0.1.
 
-#[path = "support/postgres.rs"]
 mod support;
 
 use std::io::{BufRead, BufReader};

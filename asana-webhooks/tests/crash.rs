@@ -14,7 +14,6 @@
 //! one of them for good under load, and checks that the other hands out
 //! the events the dead one held once their leases expire.
 
-#[path = "support/postgres.rs"]
 mod support;
 
 use std::collections::{HashMap, HashSet};

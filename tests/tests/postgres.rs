@@ -3,9 +3,6 @@
 //! handshake lands on another, concurrent creates from both, forged
 //! handshakes, and an inbox whose leases move between instances.
 
-#[path = "../../asana-webhooks/tests/support/postgres.rs"]
-mod support;
-
 use std::time::Duration;
 
 use asana_webhooks::inbox::{Inbox, VerifiedDelivery};
@@ -13,6 +10,7 @@ use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{SecretStore, TargetKey};
 use asana_webhooks::{HandshakeExt, HookSecret};
+use asana_webhooks_tests::postgres::Postgres;
 use asana_webhooks_tests::{CreateBehaviour, FakeAsana, deliver, hmac_hex, serve};
 use serde_json::value::RawValue;
 
@@ -23,11 +21,10 @@ struct Instance {
     inbox: PostgresInbox,
 }
 
-async fn instance(url: &str, lease: Duration) -> Instance {
-    let pool = postgres::connect(url).await.unwrap();
-    postgres::migrate(&pool).await.unwrap();
+async fn instance(db: &Postgres, lease: Duration) -> Instance {
+    let pool = db.pool().await;
     let store = PostgresSecretStore::new(pool.clone());
-    let inbox = PostgresInbox::with_limits(pool, url, lease, 10_000).unwrap();
+    let inbox = PostgresInbox::with_limits(pool, &db.url(), lease, 10_000).unwrap();
     let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
     let addr = serve(receiver.router()).await;
     Instance {
@@ -53,10 +50,10 @@ async fn next_gid(inbox: &PostgresInbox) -> (String, asana_webhooks::inbox::Inbo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_through_one_instance_whose_handshake_lands_on_another_succeeds() {
-    let db = support::Postgres::start();
+    let db = Postgres::start();
     let (a, b) = (
-        instance(&db.url(), Duration::from_secs(30)).await,
-        instance(&db.url(), Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
     );
     let asana = FakeAsana::start().await;
     // The load balancer sends Asana's handshake to B; A sends the create.
@@ -105,10 +102,10 @@ async fn a_create_through_one_instance_whose_handshake_lands_on_another_succeeds
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_from_both_instances_to_one_target_all_succeed() {
-    let db = support::Postgres::start();
+    let db = Postgres::start();
     let (a, b) = (
-        instance(&db.url(), Duration::from_secs(30)).await,
-        instance(&db.url(), Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
     );
     let asana = FakeAsana::start().await;
     let target = format!("{}/hooks/one", a.base);
@@ -149,10 +146,10 @@ async fn concurrent_creates_from_both_instances_to_one_target_all_succeed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_handshake_on_another_instance_never_verifies_events() {
-    let db = support::Postgres::start();
+    let db = Postgres::start();
     let (a, b) = (
-        instance(&db.url(), Duration::from_secs(30)).await,
-        instance(&db.url(), Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
+        instance(&db, Duration::from_secs(30)).await,
     );
     let asana = FakeAsana::start().await;
     asana.set_behaviour(CreateBehaviour::LateAnswer(Duration::from_millis(800)));
@@ -210,9 +207,9 @@ fn delivery(events: &[&str]) -> VerifiedDelivery {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unacknowledged_lease_moves_to_the_other_instance_and_repeats_are_dropped() {
-    let db = support::Postgres::start();
-    let a = instance(&db.url(), Duration::from_millis(500)).await;
-    let b = instance(&db.url(), Duration::from_millis(500)).await;
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_millis(500)).await;
+    let b = instance(&db, Duration::from_millis(500)).await;
     let appended = a
         .inbox
         .append(delivery(&[r#"{"n":1}"#, r#"{"n":2}"#]))
@@ -259,9 +256,9 @@ async fn an_unacknowledged_lease_moves_to_the_other_instance_and_repeats_are_dro
 /// any instance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_echoed_handshake_outlives_its_instance_until_confirmed() {
-    let db = support::Postgres::start();
-    let a = instance(&db.url(), Duration::from_secs(30)).await;
-    let b = instance(&db.url(), Duration::from_secs(30)).await;
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_secs(30)).await;
+    let b = instance(&db, Duration::from_secs(30)).await;
     let target = TargetKey::from_path_and_query("/hooks/recover");
     a.store
         .open_registration(&target, Duration::from_millis(200))
@@ -298,9 +295,9 @@ async fn an_echoed_handshake_outlives_its_instance_until_confirmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_writes_down_every_pending_handshake_whoever_inserts_it() {
     use asana_webhooks::secrets::MAX_UNCONFIRMED_PER_TARGET;
-    let db = support::Postgres::start();
-    let a = instance(&db.url(), Duration::from_secs(30)).await;
-    let pool = postgres::connect(&db.url()).await.unwrap();
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_secs(30)).await;
+    let pool = db.pool().await;
     let client = pool.get().await.unwrap();
     // What an older build does when it accepts a handshake.
     client
@@ -354,7 +351,7 @@ async fn the_database_writes_down_every_pending_handshake_whoever_inserts_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
-    let db = support::Postgres::start();
+    let db = Postgres::start();
     let pool = postgres::connect(&db.url()).await.unwrap();
     assert_eq!(postgres::migrate(&pool).await.unwrap(), 2);
     assert_eq!(
@@ -369,9 +366,17 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, asana_webhooks::inbox::InboxError::Full { .. }),
+        matches!(
+            err,
+            asana_webhooks::inbox::InboxError::Full {
+                waiting: 1,
+                limit: 2,
+                unit: asana_webhooks::inbox::LimitUnit::Events,
+            }
+        ),
         "{err}"
     );
+    assert!(err.to_string().contains("1 events waiting"), "{err}");
     assert_eq!(
         inbox.stats().await.unwrap().waiting,
         1,
@@ -390,7 +395,7 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
             .contains_key("9")
     );
     // A secret store on the same database works at once.
-    let store = PostgresSecretStore::new(postgres::connect(&db.url()).await.unwrap());
+    let store = PostgresSecretStore::new(db.pool().await);
     store
         .save(asana_webhooks::secrets::StoredSecret::new(
             TargetKey::from_path_and_query("/a"),
@@ -413,8 +418,8 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_deliveries_share_commits_and_each_gets_its_own_count() {
-    let db = support::Postgres::start();
-    let a = instance(&db.url(), Duration::from_secs(30)).await;
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_secs(30)).await;
     // 60 deliveries at once: each has one event of its own and one that
     // every delivery repeats.
     let appends = (0..60).map(|n| {
@@ -440,4 +445,195 @@ async fn concurrent_deliveries_share_commits_and_each_gets_its_own_count() {
     let stats = a.inbox.stats().await.unwrap();
     assert_eq!(stats.waiting, 61);
     assert_eq!(stats.duplicates_dropped, 59);
+}
+
+/// The rules the database applies by itself (the trigger of schema version
+/// 2) are the Rust constants, written by `migrate` (again on every run):
+/// exactly `MAX_UNCONFIRMED_PER_TARGET` handshakes of a target are written
+/// down and the next one only as a span, and what is older than
+/// `UNCONFIRMED_KEPT_FOR` is dropped while what is just younger is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_applies_the_rust_rules_at_their_edges() {
+    use asana_webhooks::secrets::{MAX_UNCONFIRMED_PER_TARGET, UNCONFIRMED_KEPT_FOR};
+    use std::collections::BTreeMap;
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_secs(30)).await;
+    let pool = db.pool().await;
+    let client = pool.get().await.unwrap();
+    let settings = async || -> BTreeMap<String, i64> {
+        client
+            .query("SELECT name, value FROM asana_webhooks_settings", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    let expected = BTreeMap::from([
+        (
+            "max_unconfirmed_per_target".to_string(),
+            MAX_UNCONFIRMED_PER_TARGET as i64,
+        ),
+        (
+            "unconfirmed_kept_for_seconds".to_string(),
+            UNCONFIRMED_KEPT_FOR.as_secs() as i64,
+        ),
+    ]);
+    assert_eq!(settings().await, expected);
+    // A database left with other rules gets this build's back from migrate.
+    client
+        .execute("UPDATE asana_webhooks_settings SET value = 1", &[])
+        .await
+        .unwrap();
+    postgres::migrate(&pool).await.unwrap();
+    assert_eq!(settings().await, expected);
+
+    // Exactly the limit is written down (one statement of as many rows,
+    // each written down by the trigger)…
+    let edge = TargetKey::from_path_and_query("/hooks/edge");
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_pending (target, secret)
+             SELECT $1, 'edge-' || n FROM generate_series(1, $2::bigint) AS n",
+            &[&edge.as_str(), &(MAX_UNCONFIRMED_PER_TARGET as i64)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.store.unconfirmed_handshakes(&edge).await.unwrap().len(),
+        MAX_UNCONFIRMED_PER_TARGET
+    );
+    assert!(
+        a.store
+            .unrecorded_handshakes(&edge)
+            .await
+            .unwrap()
+            .is_none(),
+        "the limit itself fits"
+    );
+    // …and the next one only as a span.
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_pending (target, secret) VALUES ($1, 'one-too-many')",
+            &[&edge.as_str()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        a.store.unconfirmed_handshakes(&edge).await.unwrap().len(),
+        MAX_UNCONFIRMED_PER_TARGET
+    );
+    assert!(
+        a.store
+            .unrecorded_handshakes(&edge)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Kept for UNCONFIRMED_KEPT_FOR: a minute either side of it.
+    let minute = Duration::from_secs(60);
+    let (younger, older) = (
+        (UNCONFIRMED_KEPT_FOR - minute).as_secs_f64(),
+        (UNCONFIRMED_KEPT_FOR + minute).as_secs_f64(),
+    );
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_unconfirmed (target, secret, received_at) VALUES
+                 ('/hooks/aged', 'younger', now() - make_interval(secs => $1)),
+                 ('/hooks/aged', 'older', now() - make_interval(secs => $2));
+             ",
+            &[&younger, &older],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_unrecorded (target, first_at, last_at) VALUES
+                 ('/hooks/span-younger', now() - make_interval(secs => $1), now() - make_interval(secs => $1)),
+                 ('/hooks/span-older', now() - make_interval(secs => $2), now() - make_interval(secs => $2))",
+            &[&younger, &older],
+        )
+        .await
+        .unwrap();
+    // Any handshake makes the trigger drop what is too old.
+    client
+        .execute(
+            "INSERT INTO asana_webhooks_pending (target, secret) VALUES ('/hooks/other', 'x')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let left = async |sql: &str| -> Vec<String> {
+        client
+            .query(sql, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    assert_eq!(
+        left("SELECT secret FROM asana_webhooks_unconfirmed WHERE target = '/hooks/aged'").await,
+        ["younger"]
+    );
+    assert_eq!(
+        left("SELECT target FROM asana_webhooks_unrecorded WHERE target LIKE '/hooks/span-%'")
+            .await,
+        ["/hooks/span-younger"]
+    );
+}
+
+/// The inbox forgets a repeat's key once it is older than
+/// `DEDUPE_HORIZON`, and not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_are_recognised_for_the_dedupe_horizon_and_no_longer() {
+    use asana_webhooks::inbox::DEDUPE_HORIZON;
+    let db = Postgres::start();
+    let pool = db.pool().await;
+    let client = pool.get().await.unwrap();
+    let minute = Duration::from_secs(60);
+    let inbox = |pool| PostgresInbox::with_limits(pool, &db.url(), Duration::from_secs(30), 100);
+    let first = inbox(pool.clone()).unwrap();
+    first.append(delivery(&[r#"{"n":"old"}"#])).await.unwrap();
+    client
+        .execute(
+            "UPDATE asana_webhooks_seen SET seen_at = now() - make_interval(secs => $1)",
+            &[&(DEDUPE_HORIZON + minute).as_secs_f64()],
+        )
+        .await
+        .unwrap();
+    first
+        .append(delivery(&[r#"{"n":"recent"}"#]))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE asana_webhooks_seen SET seen_at = now() - make_interval(secs => $1)
+             WHERE seen_at > now() - make_interval(secs => $2)",
+            &[
+                &(DEDUPE_HORIZON - minute).as_secs_f64(),
+                &DEDUPE_HORIZON.as_secs_f64(),
+            ],
+        )
+        .await
+        .unwrap();
+    // A new inbox forgets old keys on its first append.
+    let second = inbox(pool.clone()).unwrap();
+    second.append(delivery(&[r#"{"n":"new"}"#])).await.unwrap();
+    let old = second.append(delivery(&[r#"{"n":"old"}"#])).await.unwrap();
+    assert_eq!(
+        (old.added, old.duplicates),
+        (1, 0),
+        "past the horizon: forgotten"
+    );
+    let recent = second
+        .append(delivery(&[r#"{"n":"recent"}"#]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (recent.added, recent.duplicates),
+        (0, 1),
+        "within the horizon: still a repeat"
+    );
 }

@@ -426,8 +426,9 @@ impl Writer {
                     if size > 0 && bytes + size > shared.max_bytes {
                         // All of the delivery or none of it.
                         let _ = reply.send(Err(InboxError::Full {
-                            waiting_bytes: bytes,
-                            max_bytes: shared.max_bytes,
+                            waiting: bytes,
+                            limit: shared.max_bytes,
+                            unit: super::LimitUnit::Bytes,
                         }));
                         continue;
                     }

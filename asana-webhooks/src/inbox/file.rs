@@ -351,7 +351,16 @@ mod tests {
             .append(delivery(&[B, r#"{"x":1}"#]))
             .await
             .unwrap_err();
-        assert!(matches!(err, InboxError::Full { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                InboxError::Full {
+                    unit: super::super::LimitUnit::Bytes,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("acknowledge"), "{err}");
         assert_eq!(
             inbox.stats().await.unwrap().waiting,

@@ -73,13 +73,16 @@ pub enum InboxError {
     /// The inbox holds as much as it may; the receiver answers 503 so that
     /// Asana delivers again later.
     #[error(
-        "the inbox is full ({waiting_bytes} bytes waiting, limit {max_bytes}); handle and acknowledge events to make room"
+        "the inbox is full ({waiting} {unit} waiting, limit {limit} {unit}); handle and acknowledge events to make room"
     )]
     Full {
-        /// Bytes of events waiting.
-        waiting_bytes: u64,
-        /// The configured limit.
-        max_bytes: u64,
+        /// How much waits, in `unit`.
+        waiting: u64,
+        /// The configured limit, in `unit`.
+        limit: u64,
+        /// What `waiting` and `limit` count: bytes of events in
+        /// [`FileInbox`] and [`MemoryInbox`], events in a database inbox.
+        unit: LimitUnit,
     },
     /// The storage failed (disk full, read-only, database down); nothing
     /// of the operation was committed.
@@ -93,6 +96,25 @@ pub enum InboxError {
     /// The inbox was closed.
     #[error("the inbox is closed")]
     Closed,
+}
+
+/// What an inbox's size limit counts ([`InboxError::Full`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitUnit {
+    /// Bytes of stored events.
+    Bytes,
+    /// Stored events.
+    Events,
+}
+
+impl std::fmt::Display for LimitUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bytes => "bytes",
+            Self::Events => "events",
+        })
+    }
 }
 
 /// A verified delivery on its way into an inbox.
@@ -416,6 +438,28 @@ mod tests {
             (stats.waiting, stats.in_flight),
             (0, 0),
             "both acknowledged"
+        );
+    }
+
+    #[test]
+    fn a_full_inbox_says_what_its_limit_counts() {
+        let bytes = InboxError::Full {
+            waiting: 300,
+            limit: 256,
+            unit: LimitUnit::Bytes,
+        };
+        assert_eq!(
+            bytes.to_string(),
+            "the inbox is full (300 bytes waiting, limit 256 bytes); handle and acknowledge events to make room"
+        );
+        let events = InboxError::Full {
+            waiting: 2,
+            limit: 2,
+            unit: LimitUnit::Events,
+        };
+        assert_eq!(
+            events.to_string(),
+            "the inbox is full (2 events waiting, limit 2 events); handle and acknowledge events to make room"
         );
     }
 

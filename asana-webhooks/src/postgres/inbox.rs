@@ -12,12 +12,15 @@ use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::inbox::{
-    Acknowledge, Appended, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats, StoredEvent,
-    VerifiedDelivery, dedupe_key,
+    Acknowledge, Appended, DEDUPE_HORIZON, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats,
+    LimitUnit, StoredEvent, VerifiedDelivery, dedupe_key,
 };
 use crate::secrets::TargetKey;
 
 const CHANNEL: &str = "asana_webhooks_inbox";
+
+/// How heartbeats and statistics name a webhook whose gid is unknown.
+const UNKNOWN_WEBHOOK: &str = "-";
 
 /// How long a waiting consumer sleeps before it looks again when no
 /// notification came (a lost notification, or a lease that expired).
@@ -33,7 +36,9 @@ pub const DEFAULT_MAX_EVENTS: i64 = 1_000_000;
 /// any instance claim events with `FOR UPDATE SKIP LOCKED` and a lease, so
 /// an event held by an instance that dies is handed out elsewhere when its
 /// lease expires. `LISTEN/NOTIFY` wakes waiting consumers. Repeats are
-/// recognised for 24 hours by a unique key. Run [`super::migrate`] first.
+/// recognised for [`DEDUPE_HORIZON`] by a unique key. Its size limit
+/// counts events ([`InboxError::Full`] in [`LimitUnit::Events`]). Run
+/// [`super::migrate`] first.
 #[derive(Clone)]
 pub struct PostgresInbox {
     inner: Arc<Inner>,
@@ -392,8 +397,9 @@ impl Inbox for PostgresInbox {
         };
         if waiting + delivery.events.len() as i64 > self.inner.max_events {
             return Err(InboxError::Full {
-                waiting_bytes: waiting as u64,
-                max_bytes: self.inner.max_events as u64,
+                waiting: waiting as u64,
+                limit: self.inner.max_events as u64,
+                unit: LimitUnit::Events,
             });
         }
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -403,7 +409,7 @@ impl Inbox for PostgresInbox {
             .await
             .map_err(|_| InboxError::Closed)?;
         let appended = answer.await.map_err(|_| InboxError::Closed)??;
-        // Forget keys past Asana's retry horizon now and then.
+        // Forget keys past Asana's retry horizon (DEDUPE_HORIZON) now and then.
         if self
             .inner
             .appends
@@ -413,8 +419,8 @@ impl Inbox for PostgresInbox {
             let client = self.inner.pool.get().await.map_err(storage)?;
             client
                 .execute(
-                    "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - interval '24 hours'",
-                    &[],
+                    "DELETE FROM asana_webhooks_seen WHERE seen_at < now() - make_interval(secs => $1)",
+                    &[&DEDUPE_HORIZON.as_secs_f64()],
                 )
                 .await
                 .map_err(storage)?;
@@ -439,7 +445,7 @@ impl Inbox for PostgresInbox {
             .execute(
                 "INSERT INTO asana_webhooks_heartbeats (webhook, at) VALUES ($1, now())
                  ON CONFLICT (webhook) DO UPDATE SET at = now()",
-                &[&webhook_gid.unwrap_or("-")],
+                &[&webhook_gid.unwrap_or(UNKNOWN_WEBHOOK)],
             )
             .await
             .map_err(storage)?;
@@ -489,8 +495,8 @@ impl Inbox for PostgresInbox {
         };
         for row in client
             .query(
-                "SELECT coalesce(webhook_gid, '-'), count(*) FROM asana_webhooks_inbox GROUP BY 1",
-                &[],
+                "SELECT coalesce(webhook_gid, $1), count(*) FROM asana_webhooks_inbox GROUP BY 1",
+                &[&UNKNOWN_WEBHOOK],
             )
             .await
             .map_err(storage)?

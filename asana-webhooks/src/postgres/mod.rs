@@ -11,7 +11,7 @@
 //!
 //! The schema is created by versioned, idempotent migrations
 //! ([`migrate`]), run under an advisory lock so that instances starting
-//! together do not race; [`SCHEMA`] prints them for a DBA to apply.
+//! together do not race; [`schema`] prints them for a DBA to apply.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,6 +35,8 @@ mod secrets;
 pub use deadpool_postgres::Pool;
 pub use inbox::{DEFAULT_MAX_EVENTS, PostgresInbox};
 pub use secrets::PostgresSecretStore;
+
+use crate::secrets::{MAX_UNCONFIRMED_PER_TARGET, UNCONFIRMED_KEPT_FOR};
 
 /// Version 1: secrets, registrations, the inbox.
 macro_rules! migration_1 {
@@ -104,15 +106,29 @@ CREATE TABLE asana_webhooks_unrecorded (
     first_at timestamptz NOT NULL,
     last_at timestamptz NOT NULL
 );
+-- The rules the database applies by itself, by name; `migrate` writes
+-- them from the Rust constants of the build that runs it.
+CREATE TABLE asana_webhooks_settings (
+    name text PRIMARY KEY,
+    value bigint NOT NULL
+);
 -- Every handshake accepted as pending is written down here by the database
 -- itself, so that an instance of any build on this schema records it.
--- 256 and 25 hours are MAX_UNCONFIRMED_PER_TARGET and UNCONFIRMED_KEPT_FOR.
 CREATE FUNCTION asana_webhooks_write_down_handshake() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    most bigint;
+    kept_for interval;
 BEGIN
-    DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - interval '25 hours';
-    DELETE FROM asana_webhooks_unrecorded WHERE last_at < now() - interval '25 hours';
-    IF (SELECT count(*) FROM asana_webhooks_unconfirmed WHERE target = NEW.target) < 256 THEN
+    -- STRICT: without its settings the trigger fails loudly rather than
+    -- writing down nothing.
+    SELECT value INTO STRICT most FROM asana_webhooks_settings
+        WHERE name = 'max_unconfirmed_per_target';
+    SELECT make_interval(secs => value) INTO STRICT kept_for FROM asana_webhooks_settings
+        WHERE name = 'unconfirmed_kept_for_seconds';
+    DELETE FROM asana_webhooks_unconfirmed WHERE received_at < now() - kept_for;
+    DELETE FROM asana_webhooks_unrecorded WHERE last_at < now() - kept_for;
+    IF (SELECT count(*) FROM asana_webhooks_unconfirmed WHERE target = NEW.target) < most THEN
         INSERT INTO asana_webhooks_unconfirmed (target, secret, received_at)
         VALUES (NEW.target, NEW.secret, NEW.received_at) ON CONFLICT DO NOTHING;
     ELSIF NOT EXISTS (
@@ -135,8 +151,55 @@ CREATE TRIGGER asana_webhooks_write_down_handshake
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
 const MIGRATIONS: &[&str] = &[migration_1!(), migration_2!()];
 
-/// Every migration as one script, for applying by hand.
-pub const SCHEMA: &str = concat!(migration_1!(), migration_2!());
+/// The rules the trigger of version 2 applies, by name in
+/// `asana_webhooks_settings`, each from its Rust constant: one source for
+/// each rule.
+///
+/// They are data, not schema: the migrations stay fixed text (what
+/// version 2 means never depends on the build that applied it), and every
+/// [`migrate`] writes these rows again, in its transaction and under its
+/// lock, so a database always applies the rules of the build that last
+/// migrated it, with no new migration when a constant changes. Writing
+/// them is idempotent (a row already right is not touched).
+const SETTINGS: [(&str, i64); 2] = [
+    (
+        "max_unconfirmed_per_target",
+        MAX_UNCONFIRMED_PER_TARGET as i64,
+    ),
+    (
+        "unconfirmed_kept_for_seconds",
+        UNCONFIRMED_KEPT_FOR.as_secs() as i64,
+    ),
+];
+
+const _: () = assert!(
+    UNCONFIRMED_KEPT_FOR.subsec_nanos() == 0,
+    "the database keeps UNCONFIRMED_KEPT_FOR in whole seconds"
+);
+
+/// Writes one of [`SETTINGS`]; `$1` is its name, `$2` its value.
+const WRITE_SETTING: &str = "INSERT INTO asana_webhooks_settings (name, value) VALUES ($1, $2)
+    ON CONFLICT (name) DO UPDATE SET value = excluded.value
+    WHERE asana_webhooks_settings.value IS DISTINCT FROM excluded.value";
+
+/// Every migration as one script, followed by the settings they read
+/// (written from this build's constants), for applying by hand.
+///
+/// ```
+/// print!("{}", asana_webhooks::postgres::schema());
+/// ```
+pub fn schema() -> String {
+    let mut script = MIGRATIONS.concat();
+    for (name, value) in SETTINGS {
+        script.push_str(
+            &WRITE_SETTING
+                .replace("$1", &format!("'{name}'"))
+                .replace("$2", &value.to_string()),
+        );
+        script.push_str(";\n");
+    }
+    script
+}
 
 /// Identifies this crate's advisory lock.
 const MIGRATION_LOCK: i64 = 0x6173_616e_6177_6831;
@@ -215,6 +278,47 @@ pub async fn migrate(pool: &Pool) -> Result<u32, PostgresError> {
         .await
         .map_err(|e| db(&e))?;
     }
+    // Every run, not only the one that creates the table: see `SETTINGS`.
+    for (name, value) in SETTINGS {
+        tx.execute(WRITE_SETTING, &[&name, &value])
+            .await
+            .map_err(|e| db(&e))?;
+    }
     tx.commit().await.map_err(|e| db(&e))?;
     Ok(MIGRATIONS.len() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trigger_reads_every_setting_and_restates_none() {
+        let migrations = MIGRATIONS.concat();
+        for (name, value) in SETTINGS {
+            assert!(migrations.contains(&format!("'{name}'")), "{name} unread");
+            assert!(
+                !migrations.contains(&value.to_string()),
+                "{name} = {value} written into a migration"
+            );
+        }
+        assert!(!migrations.contains("interval '"), "a literal interval");
+    }
+
+    #[test]
+    fn the_printed_schema_writes_the_rules_of_this_build() {
+        let schema = schema();
+        assert!(schema.starts_with(&MIGRATIONS.concat()));
+        assert!(schema.contains(&format!(
+            "VALUES ('max_unconfirmed_per_target', {MAX_UNCONFIRMED_PER_TARGET})"
+        )));
+        assert!(schema.contains(&format!(
+            "VALUES ('unconfirmed_kept_for_seconds', {})",
+            UNCONFIRMED_KEPT_FOR.as_secs()
+        )));
+        assert!(
+            !schema.contains("$1") && !schema.contains("$2"),
+            "no placeholder left"
+        );
+    }
 }

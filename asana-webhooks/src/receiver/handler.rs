@@ -301,8 +301,8 @@ async fn commit_delivery(
             }
             StatusCode::OK.into_response()
         }
-        Err(InboxError::Full { .. }) => {
-            tracing::warn!("inbox full: answering 503 so that Asana retries");
+        Err(full @ InboxError::Full { .. }) => {
+            tracing::warn!(%full, "inbox full: answering 503 so that Asana retries");
             retry_later("receiver busy, retry later\n", "5")
         }
         Err(e) => {

@@ -5,6 +5,9 @@
 //!
 //! There is no silent skip: without the server binaries the test fails and
 //! says what to install.
+//!
+//! The workspace's `tests` crate has the same server in
+//! `tests/src/postgres.rs` (see `mod.rs` here for why). Change both.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
