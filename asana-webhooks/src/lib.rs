@@ -182,7 +182,7 @@ pub use generated::types;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub use handshake::{CreateWithHandshake, DEFAULT_HANDSHAKE_TIMEOUT, EnsuredWebhook, HandshakeExt};
-pub use hook_secret::HookSecret;
+pub use hook_secret::{HookSecret, MAX_SECRET_LEN};
 pub use retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, RetryPolicy};
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "receiver"))]

@@ -19,7 +19,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::hook_secret::HookSecret;
-use crate::secrets::{RECOVERY_MARGIN, UNCONFIRMED_KEPT_FOR};
+use crate::secrets::{RECOVERY_MARGIN, UNCONFIRMED_KEPT_FOR, UNRECORDED_SPAN_STEP};
 
 /// An echoed, unconfirmed handshake and when it arrived, on this machine's
 /// clock: at some instant in `earliest..=latest` (one instant when the
@@ -116,7 +116,8 @@ impl Refusal {
 ///
 /// The webhook's creation is moved onto this machine's clock with the
 /// offset; a handshake counts as near it within [`RECOVERY_MARGIN`]. The
-/// unrecorded span is distrusted wider, by the offset's uncertainty too:
+/// unrecorded span is distrusted wider, by the offset's uncertainty and the
+/// step in which the span's end is recorded too:
 /// distrust errs wide, trust errs narrow. Handshakes older than
 /// [`UNCONFIRMED_KEPT_FOR`] are ignored, as stores forget them.
 pub(crate) fn decide(facts: &RecoveryFacts) -> Recovery {
@@ -124,7 +125,9 @@ pub(crate) fn decide(facts: &RecoveryFacts) -> Recovery {
     let margin = Duration::from_std(RECOVERY_MARGIN).expect("minutes fit");
     let kept_since = facts.now - Duration::from_std(UNCONFIRMED_KEPT_FOR).expect("hours fit");
     if let Some((first, last)) = facts.unrecorded {
-        let wide = margin + facts.offset_uncertainty;
+        // The span's end is recorded in steps: it may be a step late.
+        let step = Duration::from_std(UNRECORDED_SPAN_STEP).expect("seconds fit");
+        let wide = margin + facts.offset_uncertainty + step;
         if last >= kept_since && first - wide <= created_here && created_here <= last + wide {
             return Recovery::Refuse(Refusal::UnrecordedHandshakes);
         }

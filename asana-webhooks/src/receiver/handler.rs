@@ -22,6 +22,15 @@ static HANDSHAKE_REFUSED: LimitedWarning = LimitedWarning::new();
 static HANDSHAKE_SUSPICIOUS: LimitedWarning = LimitedWarning::new();
 static SLOW_BODY: LimitedWarning = LimitedWarning::new();
 
+/// The largest body a heartbeat can be (`{"events":[]}` with room for
+/// whitespace): all that is read, and all that pending secrets are tried
+/// on, for a target with no confirmed secret.
+const HEARTBEAT_MAX_BYTES: usize = 64;
+
+/// Up to how many bytes of HMAC input are computed on the async worker;
+/// more goes to the blocking pool.
+const INLINE_HMAC_BYTES: usize = 256 * 1024;
+
 fn answer(status: StatusCode, text: &'static str) -> Response {
     (status, text).into_response()
 }
@@ -98,13 +107,14 @@ async fn handshake<S: SecretStore>(
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .filter(|s| HookSecret::is_plausible(s))
         .map(HookSecret::new)
     else {
-        return answer(
+        refusal!(HANDSHAKE_REFUSED, %target, "refused a handshake whose secret Asana would not send (empty, too long or odd characters)");
+        return unread(answer(
             StatusCode::BAD_REQUEST,
-            "X-Hook-Secret is empty or not text\n",
-        );
+            "X-Hook-Secret is not a secret Asana would send\n",
+        ));
     };
     match inner.store.accept_handshake(target, &secret).await {
         Ok(HandshakeVerdict::Accepted { suspicious }) => {
@@ -113,6 +123,13 @@ async fn handshake<S: SecretStore>(
             } else {
                 tracing::info!(%target, "answered a webhook handshake; its secret is pending until Asana's answer confirms it");
             }
+        }
+        Ok(HandshakeVerdict::Flooded) => {
+            refusal!(HANDSHAKE_SUSPICIOUS, %target, "refused a handshake: too many arrived for this target's registrations (a flood?)");
+            return unread(retry_later(
+                "too many handshakes for this target, retry later\n",
+                "5",
+            ));
         }
         Ok(_) if inner.accept_handshakes_outside_window => {
             tracing::warn!(%target, "accepting a handshake outside a registration window (explicitly enabled)");
@@ -151,28 +168,59 @@ enum Verified {
     Pending,
 }
 
+/// Why a body was not read.
+enum BodyError {
+    /// It is larger than the limit.
+    TooLarge,
+    /// Another failure, with its answer.
+    Answer(Response),
+}
+
 async fn read_body<S: SecretStore>(
     receiver: &Receiver<S>,
     target: &TargetKey,
     body: Body,
-) -> Result<Bytes, Response> {
+    limit: usize,
+) -> Result<Bytes, BodyError> {
     let inner = &receiver.inner;
-    let collect = Limited::new(body, inner.body_limit).collect();
+    let collect = Limited::new(body, limit).collect();
     match tokio::time::timeout(inner.limits.body_read_timeout, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(answer(
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Ok(Err(_)) => Err(BodyError::Answer(answer(
             StatusCode::BAD_REQUEST,
             "the body could not be read\n",
-        )),
+        ))),
         Err(_) => {
             refusal!(SLOW_BODY, %target, "a request body was not sent within the read timeout");
-            Err(unread(answer(
+            Err(BodyError::Answer(unread(answer(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body was not sent in time\n",
-            )))
+            ))))
         }
     }
+}
+
+/// The stored secret that verifies `body`, if any. Large work (a big body
+/// times several secrets) runs on the blocking pool, off the async
+/// workers that answer every other request.
+async fn verify_stored(
+    signature: &Signature,
+    stored: Vec<StoredSecret>,
+    body: &Bytes,
+) -> Option<StoredSecret> {
+    let find = |signature: &Signature, stored: Vec<StoredSecret>, body: &[u8]| {
+        stored
+            .into_iter()
+            .find(|record| signature.verify(&record.secret, body).is_ok())
+    };
+    if body.len().saturating_mul(stored.len()) <= INLINE_HMAC_BYTES {
+        return find(signature, stored, body);
+    }
+    let (signature, body) = (*signature, body.clone());
+    tokio::task::spawn_blocking(move || find(&signature, stored, &body))
+        .await
+        .unwrap_or(None)
 }
 
 async fn delivery<S: SecretStore>(
@@ -198,36 +246,54 @@ async fn delivery<S: SecretStore>(
             ));
         }
     };
-    let stored = match store.secrets_for(&target).await {
+    let mut stored = match store.secrets_for(&target).await {
         Ok(stored) => stored,
         Err(e) => return store_unavailable(&target, &e),
     };
     let mut pending = None;
     if stored.is_empty() {
         match store.pending_secrets(&target).await {
-            Ok(secrets) if secrets.is_empty() => {
-                refusal!(UNKNOWN_TARGET, %target, "refused a delivery: no secret is known for this target");
-                return unread(answer(
-                    StatusCode::UNAUTHORIZED,
-                    "no webhook secret is known for this target\n",
-                ));
+            Ok(secrets) if !secrets.is_empty() => pending = Some(secrets),
+            Ok(_) => {
+                // A confirm may have turned the only pending secret into a
+                // stored one between the two reads: look again.
+                stored = match store.secrets_for(&target).await {
+                    Ok(stored) => stored,
+                    Err(e) => return store_unavailable(&target, &e),
+                };
+                if stored.is_empty() {
+                    refusal!(UNKNOWN_TARGET, %target, "refused a delivery: no secret is known for this target");
+                    return unread(answer(
+                        StatusCode::UNAUTHORIZED,
+                        "no webhook secret is known for this target\n",
+                    ));
+                }
             }
-            Ok(secrets) => pending = Some(secrets),
             Err(e) => return store_unavailable(&target, &e),
         }
     }
-    let body = match read_body(receiver, &target, body).await {
+    // With only pending secrets, only a heartbeat can verify: read no more
+    // than one. Anything larger waits (503) until the secret is confirmed.
+    let limit = if stored.is_empty() {
+        HEARTBEAT_MAX_BYTES
+    } else {
+        receiver.inner.body_limit
+    };
+    let body = match read_body(receiver, &target, body, limit).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(BodyError::TooLarge) if stored.is_empty() => return unread(not_confirmed(&target)),
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Answer(response)) => return response,
     };
 
-    let mut verified = stored
-        .into_iter()
-        .find(|record| signature.verify(&record.secret, &body).is_ok())
+    let mut verified = verify_stored(&signature, stored.clone(), &body)
+        .await
         .map(Verified::Stored);
-    if verified.is_none() {
-        // Between the handshake and the 201 answer the new secret is only
-        // pending; Asana's first heartbeat can come in that gap.
+    // A pending secret (between the handshake and the 201) can only sign
+    // Asana's first heartbeat: it is never tried on anything larger, so
+    // however many handshakes someone sent, a delivery costs at most
+    // MAX_PENDING_PER_TARGET HMACs of a few bytes.
+    if verified.is_none() && body.len() <= HEARTBEAT_MAX_BYTES {
         let pending = match pending {
             Some(pending) => pending,
             None => match store.pending_secrets(&target).await {
@@ -237,6 +303,23 @@ async fn delivery<S: SecretStore>(
         };
         if pending.iter().any(|s| signature.verify(s, &body).is_ok()) {
             verified = Some(Verified::Pending);
+        }
+    }
+    if verified.is_none() {
+        // A second look before refusing: a confirm may have landed since
+        // the first read, storing the secret this delivery is signed with.
+        let now = match store.secrets_for(&target).await {
+            Ok(now) => now,
+            Err(e) => return store_unavailable(&target, &e),
+        };
+        let new: Vec<StoredSecret> = now
+            .into_iter()
+            .filter(|r| !stored.iter().any(|s| s.secret == r.secret))
+            .collect();
+        if !new.is_empty() {
+            verified = verify_stored(&signature, new, &body)
+                .await
+                .map(Verified::Stored);
         }
     }
     let confirmed = matches!(verified, Some(Verified::Stored(_)));

@@ -11,24 +11,31 @@ pub(crate) const TEMP_INFIX: &str = ".tmp.";
 
 /// What tells one version of the file from the next (a rename changes the
 /// inode; a rewrite in place changes the time or the length).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct Stamp {
     inode: u64,
     len: u64,
     modified: Option<std::time::SystemTime>,
 }
 
-/// The stamp of the file at `path`; `None` when there is no file.
-pub(crate) fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
-    match std::fs::metadata(path) {
-        Ok(meta) => Ok(Some(Stamp {
+impl Stamp {
+    /// The stamp of the version whose metadata this is.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
+        Stamp {
             #[cfg(unix)]
-            inode: std::os::unix::fs::MetadataExt::ino(&meta),
+            inode: std::os::unix::fs::MetadataExt::ino(meta),
             #[cfg(not(unix))]
             inode: 0,
             len: meta.len(),
             modified: meta.modified().ok(),
-        })),
+        }
+    }
+}
+
+/// The stamp of the file at `path`; `None` when there is no file.
+pub(crate) fn stamp(path: &Path) -> std::io::Result<Option<Stamp>> {
+    match std::fs::metadata(path) {
+        Ok(meta) => Ok(Some(Stamp::of(&meta))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -73,11 +80,16 @@ pub(crate) fn commit(temp: &Path, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces the file at `path` with `bytes`; returns the new version's
+/// stamp (exact while the caller keeps other writers out).
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<Stamp> {
     let temp = write_temp(path, bytes)?;
+    #[cfg(test)]
+    slow_disk::wait(path);
     commit(&temp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temp);
-    })
+    })?;
+    Ok(Stamp::of(&std::fs::metadata(path)?))
 }
 
 /// Removes the temporary files that writes to `path` left behind when
@@ -103,4 +115,28 @@ pub(crate) fn remove_stale_temps(path: &Path) -> Result<(), (PathBuf, std::io::E
         }
     }
     Ok(())
+}
+
+/// Tests make the writes to one file slow, as a busy disk does.
+#[cfg(test)]
+pub(crate) mod slow_disk {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    static SLOW: Mutex<Option<(PathBuf, Duration)>> = Mutex::new(None);
+
+    /// Every write to `path` takes `delay` longer between its flush and its
+    /// rename.
+    pub(crate) fn set(path: &Path, delay: Duration) {
+        *SLOW.lock().unwrap() = Some((path.to_path_buf(), delay));
+    }
+
+    pub(super) fn wait(path: &Path) {
+        let delay = match &*SLOW.lock().unwrap() {
+            Some((slow, delay)) if slow == path => *delay,
+            _ => return,
+        };
+        std::thread::sleep(delay);
+    }
 }

@@ -118,14 +118,29 @@ impl FileSecretStore {
     }
 
     /// Reloads the records when another process changed the file.
+    ///
+    /// The contents and their stamp come from one open file (one version),
+    /// and memory and stamp change together under the stamp's lock (which
+    /// writes hold from their read to their write), so a write of this
+    /// process racing the reload can never leave memory holding one
+    /// version under the stamp of another, which would never be reloaded.
     fn refresh(&self) -> Result<(), StoreError> {
         let current = stamp(&self.inner.path).map_err(|e| self.inner.io(e))?;
-        if *self.loaded() == current {
+        let mut loaded = match self.inner.loaded.try_lock() {
+            Ok(loaded) => loaded,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            // A write of this process is under way: it read the file under
+            // the file lock and leaves memory newer than what is on disk,
+            // so there is nothing to reload (and no reason to wait for its
+            // fsync on an async thread).
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        if *loaded == current {
             return Ok(());
         }
         let (stamp, contents) = self.inner.read()?;
         self.memory.with(|s| load(s, contents));
-        *self.loaded() = stamp;
+        *loaded = stamp;
         Ok(())
     }
 
@@ -146,9 +161,11 @@ impl FileSecretStore {
     ) -> Result<T, StoreError> {
         let _guard = self.inner.write_lock.lock().await;
         let (inner, memory) = (Arc::clone(&self.inner), self.memory.clone());
-        let (stamp, result) = blocking(move || {
+        blocking(move || {
             let _lock = inner.lock_file()?;
-            let (_, on_disk) = inner.read()?;
+            let (read_stamp, on_disk) = inner.read()?;
+            // Memory and stamp change together (see `refresh`).
+            let mut loaded = inner.loaded.lock().unwrap_or_else(|p| p.into_inner());
             let (result, contents) = memory.with(|s| {
                 load(s, on_disk);
                 let (result, changed) = change(s);
@@ -166,21 +183,29 @@ impl FileSecretStore {
                 (result, contents)
             });
             let Some(contents) = contents else {
-                return Ok((stamp(&inner.path).map_err(|e| inner.io(e))?, result));
+                *loaded = read_stamp;
+                return Ok(result);
             };
             let bytes = serde_json::to_vec_pretty(&contents).expect("secrets serialise");
-            if let Err(e) = write_atomically(&inner.path, &bytes) {
-                // Memory must not claim what the disk does not hold.
-                if let Ok((_, on_disk)) = inner.read() {
-                    memory.with(|s| load(s, on_disk));
+            match write_atomically(&inner.path, &bytes) {
+                Ok(written) => {
+                    // Under the file lock no other process writes: the file
+                    // is the version just written.
+                    *loaded = Some(written);
+                    Ok(result)
                 }
-                return Err(inner.io(e));
+                Err(e) => {
+                    // Memory must not claim what the disk does not hold.
+                    *loaded = None;
+                    if let Ok((stamp, on_disk)) = inner.read() {
+                        memory.with(|s| load(s, on_disk));
+                        *loaded = stamp;
+                    }
+                    Err(inner.io(e))
+                }
             }
-            Ok((stamp(&inner.path).map_err(|e| inner.io(e))?, result))
         })
-        .await?;
-        *self.loaded() = stamp;
-        Ok(result)
+        .await
     }
 }
 
@@ -226,15 +251,20 @@ impl Inner {
         Ok(file)
     }
 
+    /// The file's contents and the stamp of that very version: both come
+    /// from one open file, so a rename racing the read cannot pair one
+    /// version's contents with another's stamp.
     fn read(&self) -> Result<(Option<Stamp>, FileContents), StoreError> {
-        let before = stamp(&self.path).map_err(|e| self.io(e))?;
-        let bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok((None, FileContents::default()));
             }
             Err(e) => return Err(self.io(e)),
         };
+        let before = Some(Stamp::of(&file.metadata().map_err(|e| self.io(e))?));
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| self.io(e))?;
         let contents: FileContents =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path: self.path.display().to_string(),
@@ -420,6 +450,107 @@ mod tests {
         );
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("unconfirmed"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_flood_past_the_limit_rewrites_the_file_at_most_once_a_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSecretStore::open(dir.path().join("secrets.json"))
+            .await
+            .unwrap();
+        let target = key("/flooded");
+        let registration = store
+            .open_registration(&target, Duration::from_secs(30))
+            .await
+            .unwrap();
+        for n in 0..super::super::MAX_UNCONFIRMED_PER_TARGET {
+            let secret = HookSecret::new(format!("{n:064x}"));
+            store.accept_handshake(&target, &secret).await.unwrap();
+        }
+        // Past the limit: 500 more distinct handshakes within one step.
+        let started = std::time::Instant::now();
+        let mut versions = std::collections::HashSet::new();
+        for n in 0..500 {
+            let secret = HookSecret::new(format!("{:064x}", 1_000_000 + n));
+            let verdict = store.accept_handshake(&target, &secret).await.unwrap();
+            assert!(matches!(verdict, HandshakeVerdict::Accepted { .. }));
+            versions.insert(stamp(store.path()).unwrap());
+        }
+        let steps = started.elapsed().as_secs() / super::super::UNRECORDED_SPAN_STEP.as_secs();
+        assert!(
+            versions.len() as u64 <= steps + 1,
+            "{} versions of the file in {} steps",
+            versions.len(),
+            steps + 1
+        );
+        // Asana's handshake among the flood is confirmed by its 201.
+        let asana = HookSecret::new(format!("{:064x}", 1_000_250));
+        let record = StoredSecret::new(target.clone(), "7", asana);
+        assert!(store.confirm(&registration, record).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_201_after_its_registration_expired_still_confirms_a_written_down_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileSecretStore::open(dir.path().join("secrets.json"))
+            .await
+            .unwrap();
+        let target = key("/slow");
+        let registration = store
+            .open_registration(&target, Duration::from_millis(50))
+            .await
+            .unwrap();
+        let secret = HookSecret::new("a".repeat(64));
+        store.accept_handshake(&target, &secret).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            store.pending_secrets(&target).await.unwrap().is_empty(),
+            "expired"
+        );
+        let record = StoredSecret::new(target.clone(), "8", secret.clone());
+        assert!(
+            store.confirm(&registration, record).await.unwrap(),
+            "the echoed handshake was written down: the 201 confirms it"
+        );
+        let forged = StoredSecret::new(target.clone(), "9", HookSecret::new("b".repeat(64)));
+        assert!(!store.confirm(&registration, forged).await.unwrap());
+        assert_eq!(store.by_gid("8").await.unwrap().unwrap().secret, secret);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_never_keeps_an_old_version_under_the_stamp_of_a_newer_one() {
+        // Another process writes; then this one writes while it also reads.
+        // Each read sees the file changed by the other process and reloads
+        // it, racing this process's own write: afterwards this process must
+        // see its own record, not the other's version under its stamp.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.json");
+        let this = FileSecretStore::open(&path).await.unwrap();
+        let other = FileSecretStore::open(&path).await.unwrap();
+        // Writes as slow as a busy disk's: the reads land inside them.
+        crate::secrets::atomic_file::slow_disk::set(this.path(), Duration::from_millis(20));
+        let target = key("/race");
+        for n in 0..30 {
+            other
+                .save(record("/race", &format!("o{n}"), &format!("o{n}")))
+                .await
+                .unwrap();
+            let write = {
+                let this = this.clone();
+                tokio::spawn(async move {
+                    this.save(record("/race", &format!("t{n}"), &format!("t{n}")))
+                        .await
+                        .unwrap()
+                })
+            };
+            for _ in 0..20 {
+                this.secrets_for(&target).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            write.await.unwrap();
+            let seen = this.secrets_for(&target).await.unwrap();
+            assert_eq!(seen.len(), 2 * (n + 1), "round {n}: a stale copy");
+        }
     }
 
     #[tokio::test]

@@ -189,6 +189,22 @@ pub const UNCONFIRMED_KEPT_FOR: Duration = Duration::from_secs(25 * 3600);
 /// trusts nothing near it.
 pub const MAX_UNCONFIRMED_PER_TARGET: usize = 256;
 
+/// The most handshake secrets a registration window keeps whole per target
+/// (they may verify a heartbeat, so each costs an HMAC of a heartbeat).
+pub const MAX_PENDING_PER_TARGET: usize = 256;
+
+/// Past [`MAX_PENDING_PER_TARGET`], how many more a window keeps as a
+/// digest only, so that Asana's 201 can still confirm its secret after a
+/// flood of forged handshakes. A handshake past these too is answered 503
+/// ([`HandshakeVerdict::Flooded`]); if it was Asana's, its create fails and
+/// can be tried again.
+pub const MAX_PENDING_DIGESTS_PER_TARGET: usize = 65_536;
+
+/// How far the recorded end of an [`UnrecordedSpan`] moves at a time: a
+/// flood past [`MAX_UNCONFIRMED_PER_TARGET`] rewrites a durable store at
+/// most once per step, and recovery distrusts one step more around it.
+pub const UNRECORDED_SPAN_STEP: Duration = Duration::from_secs(10);
+
 /// A handshake this receiver answered (echoed) whose secret no 201 has
 /// confirmed yet, kept by durable stores so that a create whose process
 /// died before Asana's answer can still get its secret stored.
@@ -208,6 +224,10 @@ pub struct UnconfirmedHandshake {
 pub enum HandshakeVerdict {
     /// No registration for the target is in flight: refuse it.
     NoRegistration,
+    /// So many handshakes arrived for the target during its registrations
+    /// that no more can be kept (see [`MAX_PENDING_DIGESTS_PER_TARGET`]):
+    /// answer 503, a genuine sender retries.
+    Flooded,
     /// Accepted and kept as pending (unconfirmed) for the target.
     Accepted {
         /// More handshakes arrived than registrations are in flight for

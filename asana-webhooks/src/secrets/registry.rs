@@ -3,15 +3,17 @@
 //! collecting pending handshake secrets). Plain data, no I/O: the memory
 //! store wraps it in a mutex, the file store persists its records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::{
-    HandshakeVerdict, MAX_UNCONFIRMED_PER_TARGET, RegistrationId, StoredSecret, TargetKey,
-    UNCONFIRMED_KEPT_FOR, UnconfirmedHandshake, UnrecordedSpan,
+    HandshakeVerdict, MAX_PENDING_DIGESTS_PER_TARGET, MAX_PENDING_PER_TARGET,
+    MAX_UNCONFIRMED_PER_TARGET, RegistrationId, StoredSecret, TargetKey, UNCONFIRMED_KEPT_FOR,
+    UNRECORDED_SPAN_STEP, UnconfirmedHandshake, UnrecordedSpan,
 };
 use crate::hook_secret::HookSecret;
 
@@ -28,7 +30,17 @@ pub(crate) struct Registry {
 #[derive(Default)]
 struct Window {
     registrations: Vec<Registration>,
+    /// The first [`MAX_PENDING_PER_TARGET`] secrets, kept whole: they may
+    /// verify a heartbeat.
     pending: Vec<Pending>,
+    /// Past them, only a digest of each (up to
+    /// [`MAX_PENDING_DIGESTS_PER_TARGET`]): enough for Asana's 201 to
+    /// confirm its secret whatever a flood sent before it, at 32 bytes each.
+    overflow: HashSet<[u8; 32]>,
+}
+
+fn digest(secret: &HookSecret) -> [u8; 32] {
+    Sha256::digest(secret.expose().as_bytes()).into()
 }
 
 struct Registration {
@@ -91,18 +103,24 @@ impl Registry {
         let Some(window) = self.windows.get_mut(target) else {
             return HandshakeVerdict::NoRegistration;
         };
-        if !window
+        let known = window
             .pending
             .iter()
-            .any(|p| same_secret(&p.secret, secret))
-        {
-            window.pending.push(Pending {
-                secret: secret.clone(),
-                received_at: Instant::now(),
-            });
+            .any(|p| same_secret(&p.secret, secret));
+        if !known {
+            if window.pending.len() < MAX_PENDING_PER_TARGET {
+                window.pending.push(Pending {
+                    secret: secret.clone(),
+                    received_at: Instant::now(),
+                });
+            } else if window.overflow.len() < MAX_PENDING_DIGESTS_PER_TARGET {
+                window.overflow.insert(digest(secret));
+            } else if !window.overflow.contains(&digest(secret)) {
+                return HandshakeVerdict::Flooded;
+            }
         }
         HandshakeVerdict::Accepted {
-            suspicious: window.pending.len() > window.registrations.len(),
+            suspicious: window.pending.len() + window.overflow.len() > window.registrations.len(),
         }
     }
 
@@ -115,20 +133,31 @@ impl Registry {
     }
 
     /// Takes `record.secret` out of the pending set of its target; saves the
-    /// record when it was there.
+    /// record when it was there. A secret echoed and written down as an
+    /// unconfirmed handshake confirms too, even when its registration has
+    /// expired meanwhile (a slow disk, a flood): it was echoed by this
+    /// receiver, and the 201 says it is the webhook's.
     pub(crate) fn confirm(&mut self, record: StoredSecret) -> bool {
         self.expire();
-        let Some(window) = self.windows.get_mut(&record.target) else {
-            return false;
-        };
-        let Some(index) = window
-            .pending
+        let in_window = self.windows.get_mut(&record.target).is_some_and(|window| {
+            if let Some(index) = window
+                .pending
+                .iter()
+                .position(|p| same_secret(&p.secret, &record.secret))
+            {
+                window.pending.remove(index);
+                true
+            } else {
+                window.overflow.remove(&digest(&record.secret))
+            }
+        });
+        let written_down = self
+            .unconfirmed
             .iter()
-            .position(|p| same_secret(&p.secret, &record.secret))
-        else {
+            .any(|u| u.target == record.target && same_secret(&u.secret, &record.secret));
+        if !(in_window || written_down) {
             return false;
-        };
-        window.pending.remove(index);
+        }
         self.save(record);
         true
     }
@@ -188,7 +217,15 @@ impl Registry {
             .iter_mut()
             .find(|u| u.target == handshake.target)
         {
-            Some(span) => span.last = span.last.max(handshake.received_at),
+            // Moved in steps, so that a flood rewrites a durable store at
+            // most once a step; recovery distrusts a step more around it.
+            Some(span) => {
+                let step = chrono::Duration::from_std(UNRECORDED_SPAN_STEP).expect("seconds fit");
+                if handshake.received_at < span.last + step {
+                    return dropped;
+                }
+                span.last = handshake.received_at;
+            }
             None => self.unrecorded.push(UnrecordedSpan {
                 target: handshake.target,
                 first: handshake.received_at,
