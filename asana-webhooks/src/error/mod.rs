@@ -133,11 +133,11 @@ impl Error {
     /// ```no_run
     /// # async fn run(client: asana_webhooks::Client) -> Result<(), asana_webhooks::Error> {
     /// use asana_webhooks::Error;
-    /// let webhook = match client.generated().get_webhook().webhook_gid("12").send().await {
+    /// let answer = match client.generated().get_webhook().webhook_gid("12").send().await {
     ///     Ok(answer) => answer.into_inner(),
     ///     Err(e) => return Err(Error::from_generated(e).await),
     /// };
-    /// println!("{:?}", webhook.target);
+    /// println!("{:?}", answer.data.and_then(|webhook| webhook.target));
     /// # Ok(()) }
     /// ```
     pub async fn from_generated(error: progenitor_client::Error<()>) -> Error {
