@@ -40,6 +40,8 @@ pub enum CreateBehaviour {
     Duplicate,
     /// Handshake, then the 201 only after this delay (a slow Asana).
     LateAnswer(Duration),
+    /// Handshake, then 400: Asana refuses the create after all (no webhook).
+    HandshakeThenRefuse,
     /// Handshake, the webhook is created, and the create never gets an
     /// answer (the connection hangs, as when Asana's answer is lost).
     HandshakeThenHang,
@@ -222,6 +224,9 @@ async fn create(
             .map(str::to_string),
         _ => None,
     };
+    if behaviour == CreateBehaviour::HandshakeThenRefuse {
+        return error(StatusCode::BAD_REQUEST, "filters: Invalid filters");
+    }
     if echoed.as_deref() != Some(secret.as_str()) {
         return error(
             StatusCode::BAD_REQUEST,

@@ -243,3 +243,43 @@ async fn a_handshake_flood_leaves_every_delivery_bounded_work() {
     let signature = hmac_hex(&"asana".repeat(12), EVENT.as_bytes());
     assert_eq!(deliver(&url, EVENT.as_bytes(), Some(&signature)).await, 200);
 }
+
+#[tokio::test]
+async fn an_honest_failure_leaves_nothing_that_blocks_a_later_recovery() {
+    // A create whose handshake was echoed and then refused by Asana (no
+    // webhook made): its handshake is forgotten, so a later create that
+    // dies before its 201 finds only its own handshake written down.
+    use asana_webhooks::HandshakeExt;
+    use asana_webhooks::secrets::FileSecretStore;
+    use asana_webhooks_tests::{CreateBehaviour, FakeAsana};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileSecretStore::open(dir.path().join("secrets.json"))
+        .await
+        .unwrap();
+    let (base, _receiver, _notifications) = receiver(store.clone()).await;
+    let target = format!("{base}/honest");
+    let key = TargetKey::from_url(&target).unwrap();
+    let asana = FakeAsana::start().await;
+    asana.set_behaviour(CreateBehaviour::HandshakeThenRefuse);
+    let refused = asana
+        .client()
+        .create_webhook_with_handshake(&store, "41", &target)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(400), "{refused}");
+    assert!(
+        store.unconfirmed_handshakes(&key).await.unwrap().is_empty(),
+        "the refused create's handshake is nobody's secret"
+    );
+    // A create that succeeds leaves nothing behind either.
+    asana.set_behaviour(CreateBehaviour::Normal);
+    asana
+        .client()
+        .create_webhook_with_handshake(&store, "42", &target)
+        .send()
+        .await
+        .unwrap();
+    assert!(store.unconfirmed_handshakes(&key).await.unwrap().is_empty());
+}

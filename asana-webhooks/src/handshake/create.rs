@@ -295,8 +295,20 @@ impl<S: SecretStore> Registration<S> {
     async fn run(self) -> Result<CreatedWebhook, Error> {
         let create = self.create.clone().attach(&self.client).send();
         let result = match tokio::time::timeout(self.deadline, create).await {
-            Ok(Ok(created)) => self.confirm(created).await,
-            Ok(Err(e)) if e.as_api().is_some_and(|a| a.status().is_client_error()) => Err(e),
+            Ok(Ok(created)) => {
+                let confirmed = self.confirm(created).await;
+                // Confirmed, or no webhook left alive with that secret:
+                // either way Asana answered and nothing is in doubt.
+                if matches!(&confirmed, Ok(_) | Err(Error::Handshake(_))) {
+                    self.release().await;
+                }
+                confirmed
+            }
+            Ok(Err(e)) if e.as_api().is_some_and(|a| a.status().is_client_error()) => {
+                // Asana refused the create: no webhook was made.
+                self.release().await;
+                Err(e)
+            }
             // No answer (or none that says what happened): the webhook may
             // exist with a secret that was echoed.
             Ok(Err(e)) => {
@@ -313,6 +325,15 @@ impl<S: SecretStore> Registration<S> {
             tracing::warn!(target = %self.key, error = %e, "could not close a registration");
         }
         result
+    }
+
+    /// Tells the store that this registration ended with Asana's answer, so
+    /// that the handshakes only it could have received are forgotten.
+    async fn release(&self) {
+        if let Err(e) = self.store.release_handshakes(&self.id).await {
+            // They expire with their retention all the same.
+            tracing::warn!(target = %self.key, error = %e, "could not forget the handshakes of a finished registration");
+        }
     }
 
     /// Stores the 201's secret when a handshake brought it; deletes the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::atomic_file::{self, Stamp, stamp, write_atomically};
-use super::registry::Registry;
+use super::registry::{Registry, UnconfirmedEntry};
 use super::{
     HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
     TargetKey, UnconfirmedHandshake, UnrecordedSpan,
@@ -56,7 +56,7 @@ struct FileContents {
     webhooks: Vec<StoredSecret>,
     /// Absent before version 3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    unconfirmed: Vec<UnconfirmedHandshake>,
+    unconfirmed: Vec<UnconfirmedEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     unrecorded: Vec<UnrecordedSpan>,
 }
@@ -318,6 +318,12 @@ impl SecretStore for FileSecretStore {
                 .await?;
         }
         Ok(verdict)
+    }
+
+    async fn release_handshakes(&self, registration: &RegistrationId) -> Result<(), StoreError> {
+        let registration = registration.clone();
+        self.change_if(move |s| ((), s.release_unconfirmed(&registration)))
+            .await
     }
 
     async fn pending_secrets(&self, target: &TargetKey) -> Result<Vec<HookSecret>, StoreError> {

@@ -345,6 +345,22 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         gid: &str,
     ) -> impl Future<Output = Result<Option<StoredSecret>, StoreError>> + Send;
 
+    /// The registration ended with Asana's answer: its webhook's secret was
+    /// confirmed, or Asana made no webhook (a 4xx, or a 201 whose secret no
+    /// handshake brought, after which the webhook was deleted). The
+    /// handshakes written down for recovery while it was open (and no other
+    /// registration still in doubt was) are nobody's secret: durable stores
+    /// forget them, so that an honest failure never makes recovery refuse
+    /// a later create. Not called when the outcome is unknown (no answer).
+    /// Stores that keep no unconfirmed handshakes do nothing (the default).
+    fn release_handshakes(
+        &self,
+        registration: &RegistrationId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = registration;
+        async { Ok(()) }
+    }
+
     /// The handshakes for `target` that this store echoed and that no 201
     /// confirmed since (see the module docs), oldest first. Durable stores
     /// record each one before it is echoed, forget it once its secret is

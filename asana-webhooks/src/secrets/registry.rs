@@ -17,11 +17,24 @@ use super::{
 };
 use crate::hook_secret::HookSecret;
 
+/// An echoed handshake written down for recovery, tied to the
+/// registrations open for its target when it arrived: it was one of
+/// theirs, if anyone's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct UnconfirmedEntry {
+    #[serde(flatten)]
+    pub(crate) handshake: UnconfirmedHandshake,
+    /// Absent in files written before entries were tied: such an entry is
+    /// only ever dropped by age or by a confirm.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) registrations: Vec<RegistrationId>,
+}
+
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(crate) records: Vec<StoredSecret>,
     /// Echoed handshakes not confirmed yet; only durable stores fill it.
-    pub(crate) unconfirmed: Vec<UnconfirmedHandshake>,
+    pub(crate) unconfirmed: Vec<UnconfirmedEntry>,
     /// Per target, when handshakes past the limit went unrecorded.
     pub(crate) unrecorded: Vec<UnrecordedSpan>,
     windows: HashMap<TargetKey, Window>,
@@ -151,10 +164,9 @@ impl Registry {
                 window.overflow.remove(&digest(&record.secret))
             }
         });
-        let written_down = self
-            .unconfirmed
-            .iter()
-            .any(|u| u.target == record.target && same_secret(&u.secret, &record.secret));
+        let written_down = self.unconfirmed.iter().any(|u| {
+            u.handshake.target == record.target && same_secret(&u.handshake.secret, &record.secret)
+        });
         if !(in_window || written_down) {
             return false;
         }
@@ -195,21 +207,30 @@ impl Registry {
     pub(crate) fn record_unconfirmed(&mut self, handshake: UnconfirmedHandshake) -> bool {
         let oldest = handshake.received_at - kept_for();
         let kept = (self.unconfirmed.len(), self.unrecorded.len());
-        self.unconfirmed.retain(|u| u.received_at > oldest);
+        self.unconfirmed
+            .retain(|u| u.handshake.received_at > oldest);
         self.unrecorded.retain(|u| u.last > oldest);
         let dropped = kept != (self.unconfirmed.len(), self.unrecorded.len());
         let mut of_target = self
             .unconfirmed
             .iter()
-            .filter(|u| u.target == handshake.target);
+            .filter(|u| u.handshake.target == handshake.target);
         if of_target
             .clone()
-            .any(|u| same_secret(&u.secret, &handshake.secret))
+            .any(|u| same_secret(&u.handshake.secret, &handshake.secret))
         {
             return dropped;
         }
         if of_target.nth(MAX_UNCONFIRMED_PER_TARGET - 1).is_none() {
-            self.unconfirmed.push(handshake);
+            let registrations = self
+                .windows
+                .get(&handshake.target)
+                .map(|w| w.registrations.iter().map(|r| r.id.clone()).collect())
+                .unwrap_or_default();
+            self.unconfirmed.push(UnconfirmedEntry {
+                handshake,
+                registrations,
+            });
             return true;
         }
         match self
@@ -235,12 +256,32 @@ impl Registry {
         true
     }
 
+    /// A registration ended with Asana's answer (its webhook confirmed, or
+    /// no webhook made): the handshakes written down while only it (and
+    /// other registrations that ended so) was open are nobody's secret, and
+    /// would only make recovery refuse for a later create. Returns whether
+    /// anything changed.
+    pub(crate) fn release_unconfirmed(&mut self, registration: &RegistrationId) -> bool {
+        let mut changed = false;
+        self.unconfirmed.retain_mut(|entry| {
+            let before = entry.registrations.len();
+            entry.registrations.retain(|r| r != registration);
+            if entry.registrations.len() == before {
+                return true;
+            }
+            changed = true;
+            !entry.registrations.is_empty()
+        });
+        changed
+    }
+
     /// The unconfirmed handshakes of `target` still kept, oldest first.
     pub(crate) fn unconfirmed_for(&self, target: &TargetKey) -> Vec<UnconfirmedHandshake> {
         let oldest = chrono::Utc::now() - kept_for();
         let mut found: Vec<_> = self
             .unconfirmed
             .iter()
+            .map(|u| &u.handshake)
             .filter(|u| &u.target == target && u.received_at > oldest)
             .cloned()
             .collect();
@@ -259,8 +300,10 @@ impl Registry {
     /// Saves a record; an unconfirmed handshake with its target and secret
     /// is confirmed by it and forgotten.
     pub(crate) fn save(&mut self, record: StoredSecret) {
-        self.unconfirmed
-            .retain(|u| !(u.target == record.target && same_secret(&u.secret, &record.secret)));
+        self.unconfirmed.retain(|u| {
+            !(u.handshake.target == record.target
+                && same_secret(&u.handshake.secret, &record.secret))
+        });
         self.records
             .retain(|r| match (&record.webhook_gid, &r.webhook_gid) {
                 (Some(gid), Some(other)) if gid == other => false,
@@ -307,6 +350,41 @@ mod tests {
             secret: HookSecret::new(secret),
             received_at: chrono::Utc::now() - chrono::Duration::hours(hours_ago),
         }
+    }
+
+    #[test]
+    fn a_handshake_is_released_once_every_registration_it_may_belong_to_ended_cleanly() {
+        let mut registry = Registry::default();
+        let target = TargetKey::from_path_and_query("/a");
+        let first = registry.open_registration(&target, Duration::from_secs(60));
+        registry.record_unconfirmed(handshake("while-one", 0));
+        let second = registry.open_registration(&target, Duration::from_secs(60));
+        registry.record_unconfirmed(handshake("while-two", 0));
+        let kept = |registry: &Registry| -> Vec<String> {
+            registry
+                .unconfirmed_for(&target)
+                .iter()
+                .map(|u| u.secret.expose().to_string())
+                .collect()
+        };
+        // The first ends cleanly: what only it could have received goes;
+        // what arrived while the second was open too stays for it.
+        assert!(registry.release_unconfirmed(&first));
+        assert_eq!(kept(&registry), ["while-two"]);
+        assert!(
+            !registry.release_unconfirmed(&first),
+            "nothing more to release"
+        );
+        assert!(registry.release_unconfirmed(&second));
+        assert!(kept(&registry).is_empty());
+        // An entry written before entries were tied is never released.
+        registry.unconfirmed.push(UnconfirmedEntry {
+            handshake: handshake("untied", 0),
+            registrations: Vec::new(),
+        });
+        let third = registry.open_registration(&target, Duration::from_secs(60));
+        assert!(!registry.release_unconfirmed(&third));
+        assert_eq!(kept(&registry), ["untied"]);
     }
 
     #[test]
