@@ -5,8 +5,8 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_asana-webhooks");
 const WORKSPACE: &str = "1100000000000001";
@@ -17,17 +17,32 @@ const TASK: &str = "1100000000000004";
 struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
+    /// Its standard error so far (only with [`Running::start_logged`]).
+    stderr: Arc<Mutex<String>>,
 }
 
 impl Running {
     fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn(args, envs, false)
+    }
+
+    /// Like [`Running::start`], keeping what it writes to standard error.
+    fn start_logged(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn(args, envs, true)
+    }
+
+    fn spawn(args: &[&str], envs: &[(&str, &str)], logged: bool) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("ASANA_TOKEN")
             .env_remove("ASANA_BASE_URL")
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if logged {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -39,7 +54,27 @@ impl Running {
                 }
             }
         });
-        Self { child, lines }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        if let Some(pipe) = child.stderr.take() {
+            let stderr = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut all = stderr.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            });
+        }
+        Self {
+            child,
+            lines,
+            stderr,
+        }
+    }
+
+    /// What it wrote to standard error so far.
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The next stdout line that contains `needle`, within 10 s.
@@ -655,4 +690,395 @@ fn restart_refuses_to_trust(killed: &KilledBefore201) {
         stderr.contains(&killed.gid) && stderr.contains("delete it"),
         "{stderr}"
     );
+}
+
+/// The secret stored for webhook `gid` in the secrets file at `path`.
+fn stored_secret(
+    runtime: &tokio::runtime::Runtime,
+    path: &std::path::Path,
+    gid: &str,
+) -> asana_webhooks::HookSecret {
+    use asana_webhooks::secrets::{FileSecretStore, SecretStore};
+    runtime.block_on(async {
+        FileSecretStore::open(path)
+            .await
+            .unwrap()
+            .by_gid(gid)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no secret stored for webhook {gid}"))
+            .secret
+    })
+}
+
+/// POSTs `body` to `target` signed with `secret`, as Asana delivers;
+/// returns the answer's status.
+fn deliver(
+    runtime: &tokio::runtime::Runtime,
+    target: &str,
+    secret: &asana_webhooks::HookSecret,
+    body: &str,
+) -> u16 {
+    let signature = asana_webhooks::signature::sign(secret, body.as_bytes());
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(target)
+            .header("content-type", "application/json")
+            .header("x-hook-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+/// A listener on a fresh address with a webhook on the project (created
+/// through the sandbox at `base_url`): (its arguments, its target, the
+/// secrets file, the directory that holds it).
+fn listen_args(base_url: &str) -> (Vec<String>, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let target = format!("http://{addr}/hooks/project");
+    let args = [
+        "listen",
+        "--addr",
+        &addr,
+        "--resource",
+        PROJECT,
+        "--workspace",
+        WORKSPACE,
+        "--target",
+        &target,
+        "--secrets",
+        secrets.to_str().unwrap(),
+        "--base-url",
+        base_url,
+        "--token",
+        "cli-token",
+    ]
+    .map(String::from)
+    .to_vec();
+    (args, target, secrets, dir)
+}
+
+/// `listen` prints each event exactly as Asana sent it: the fields this
+/// crate's typed `Event` does not hold (`type`, from Asana's own
+/// EventResponse schema, and whatever Asana adds later) are on the printed
+/// line too, since the event is acknowledged (deleted) once printed. An
+/// event sent over several lines is still printed on one.
+#[test]
+fn listen_prints_every_field_of_the_delivered_event() {
+    let (_sandbox, base_url) = sandbox();
+    let (args, target, secrets, _dir) = listen_args(&base_url);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let listener = Running::start(&args, &[]);
+    let ready: serde_json::Value =
+        serde_json::from_str(&listener.line_with("\"created\"")).unwrap();
+    let gid = ready["webhook_gid"].as_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let secret = stored_secret(&runtime, &secrets, &gid);
+
+    let compact = format!(
+        r#"{{"type":"task","user":{{"gid":"1100000000000002","resource_type":"user"}},"created_at":"2024-05-01T12:00:00.123Z","action":"changed","resource":{{"gid":"{TASK}","resource_type":"task","resource_subtype":"default_task","name":"Ship it"}},"parent":null,"change":{{"field":"assignee","action":"changed","new_value":{{"gid":"1100000000000002","resource_type":"user"}},"added_value":null,"removed_value":null}},"future_field":{{"x":1,"list":[1.5,"two",null]}},"big":12345678901234567890}}"#
+    );
+    let multiline = format!(
+        "{{\n  \"type\": \"story\",\n  \"action\": \"added\",\n  \"resource\": {{\"gid\": \"1100000000000099\", \"resource_type\": \"story\"}},\n  \"parent\": {{\"gid\": \"{TASK}\", \"resource_type\": \"task\"}},\n  \"created_at\": \"2024-05-01T12:00:01.000Z\",\n  \"text\": \"line one\\nline two\",\n  \"future_field\": {{\"x\": 2}}\n}}"
+    );
+    let body = format!("{{\"events\":[{compact},{multiline}]}}");
+    assert_eq!(deliver(&runtime, &target, &secret, &body), 200);
+
+    for sent in [&compact, &multiline] {
+        let text = listener.line_with("\"event\"");
+        let line: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(sent).unwrap();
+        assert_eq!(
+            line["event"], expected,
+            "the printed event is the delivered one, every field kept: {text}"
+        );
+        assert_eq!(line["webhook_gid"], gid.as_str(), "{text}");
+        assert_eq!(line["target"], "/hooks/project", "{text}");
+        if sent == &compact {
+            assert!(
+                text.contains(&compact),
+                "a one-line event is printed byte for byte as sent: {text}"
+            );
+        }
+    }
+}
+
+/// A create whose 201 comes after `listen`'s create timeout, but within
+/// the settle time, does not end `listen`: it goes on listening, says so
+/// truthfully, and stores the secret when the late answer arrives; the
+/// webhook's deliveries are then verified and printed.
+#[test]
+fn listen_keeps_running_after_a_create_timeout_and_stores_the_late_secret() {
+    use asana_webhooks::sandbox::EmittedEvent;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = runtime
+        .block_on(
+            asana_webhooks::sandbox::Sandbox::builder()
+                .create_answer_delay(Duration::from_secs(4))
+                .start("127.0.0.1:0"),
+        )
+        .unwrap();
+    let (mut args, _target, secrets, _dir) = listen_args(&sandbox.base_url());
+    args.extend(["--create-timeout-seconds".into(), "1".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let mut listener = Running::start_logged(&args, &[]);
+
+    // Asana's 201 comes 4 s after the handshake; the create times out
+    // after 1 s. The listener must still be there when it comes.
+    let deadline = started + Duration::from_secs(15);
+    let ready = loop {
+        if let Ok(line) = listener.lines.recv_timeout(Duration::from_millis(100))
+            && line.contains("\"created\"")
+        {
+            break line;
+        }
+        if let Some(status) = listener.child.try_wait().unwrap() {
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "listen ended ({status}) {:?} after starting, before Asana's late 201; stderr:\n{}",
+                started.elapsed(),
+                listener.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no webhook line within 15 s; stderr:\n{}",
+            listener.stderr()
+        );
+    };
+    let waited = started.elapsed();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["created"], true, "{ready}");
+    assert_eq!(ready["resource"], PROJECT, "{ready}");
+    assert!(
+        waited >= Duration::from_secs(3),
+        "the line comes with the late 201, not before: {waited:?}"
+    );
+    let gid = ready["webhook_gid"].as_str().unwrap().to_string();
+    stored_secret(&runtime, &secrets, &gid);
+    let stderr = listener.stderr();
+    assert!(
+        stderr.contains("no answer within") && stderr.contains("keeps listening"),
+        "the timeout is reported as what it is: {stderr}"
+    );
+    assert!(
+        !stderr.contains("error:"),
+        "no error after the timeout: {stderr}"
+    );
+
+    // The stored secret verifies the webhook's deliveries.
+    let queued = sandbox
+        .emit(EmittedEvent {
+            resource: TASK.to_string(),
+            action: "changed".to_string(),
+            parent: None,
+            field: Some("name".to_string()),
+        })
+        .unwrap();
+    assert_eq!(queued, std::slice::from_ref(&gid));
+    let event: serde_json::Value = serde_json::from_str(&listener.line_with("\"event\"")).unwrap();
+    assert_eq!(event["webhook_gid"], gid.as_str(), "{event}");
+    assert_eq!(event["event"]["resource"]["gid"], TASK, "{event}");
+    assert!(listener.child.try_wait().unwrap().is_none());
+}
+
+/// How long a stop may take.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// Sends `signal` (TERM, INT) to `child` and waits for it to end; fails
+/// unless it ends within [`STOP_BOUND`]. Returns how long it took.
+fn stop_with(child: &mut Child, signal: &str, while_: &str) -> Duration {
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let waited = signalled.elapsed();
+        assert!(
+            waited < Duration::from_secs(25),
+            "listen still runs {waited:?} after SIG{signal} ({while_})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    assert!(
+        took < STOP_BOUND,
+        "a stop takes at most {STOP_BOUND:?}, this one {took:?} ({while_})"
+    );
+    assert!(exited.success(), "a stop is a clean exit: {exited}");
+    took
+}
+
+/// A listener stopped while the answer to its create is still awaited
+/// (after its create timeout, within the settle time) stops within
+/// [`STOP_BOUND`] and says what becomes of the webhook: started again with
+/// the same arguments, it finds the webhook and stores its secret.
+#[test]
+fn a_stop_while_a_late_create_is_awaited_says_a_restart_stores_its_secret() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sandbox = runtime
+        .block_on(
+            asana_webhooks::sandbox::Sandbox::builder()
+                .create_answer_delay(Duration::from_secs(60))
+                .start("127.0.0.1:0"),
+        )
+        .unwrap();
+    let (args, _target, secrets, _dir) = listen_args(&sandbox.base_url());
+    let mut first_args = args.clone();
+    first_args.extend(["--create-timeout-seconds".into(), "1".into()]);
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let mut first = Running::start_logged(&first_args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !first.stderr().contains("keeps listening") {
+        assert!(
+            Instant::now() < deadline,
+            "no create timeout reported; stderr:\n{}",
+            first.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = stop_with(&mut first.child, "TERM", "a create awaits its answer");
+    eprintln!("SIGTERM with a create awaited: listen ended {took:?} after the signal");
+    std::thread::sleep(Duration::from_millis(200));
+    let stderr = first.stderr();
+    assert!(
+        stderr.contains(PROJECT)
+            && stderr.contains("start again with the same --resource, --target and --workspace"),
+        "{stderr}"
+    );
+
+    // Started again, it finds the webhook Asana created and stores its
+    // secret from the handshake the first one wrote down.
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let second = Running::start(&args, &[]);
+    let line: serde_json::Value = serde_json::from_str(&second.line_with("\"created\"")).unwrap();
+    assert_eq!(line["created"], false, "{line}");
+    let gid = line["webhook_gid"].as_str().unwrap();
+    stored_secret(&runtime, &secrets, gid);
+}
+
+/// A listener whose standard output nobody reads, stopped with `signal`
+/// once its printing is blocked on the full pipe: it exits within
+/// [`STOP_BOUND`], and every event it did not print whole is still in its
+/// inbox.
+fn a_listener_nobody_reads_stops_on(signal: &str) {
+    let (_sandbox, base_url) = sandbox();
+    let (args, target, secrets, _dir) = listen_args(&base_url);
+    let mut listener = Command::new(BIN)
+        .args(&args)
+        .env_remove("ASANA_TOKEN")
+        .env_remove("ASANA_BASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop<'a>(&'a mut Child);
+    impl Drop for KillOnDrop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Read up to the webhook's line, then never again.
+    let mut stdout = BufReader::new(listener.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let gid = ready["webhook_gid"].as_str().unwrap().to_string();
+    let listener = KillOnDrop(&mut listener);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let secret = stored_secret(&runtime, &secrets, &gid);
+
+    // 400 events of about 1 KiB: far more than a pipe holds (64 KiB).
+    let padding = "p".repeat(1000);
+    let total = 400u64;
+    for batch in 0..total / 10 {
+        let events: Vec<String> = (batch * 10..batch * 10 + 10)
+            .map(|n| {
+                format!(
+                    r#"{{"user":null,"created_at":"2024-05-01T12:00:00.000Z","action":"changed","resource":{{"gid":"{}","resource_type":"task"}},"parent":null,"change":{{"field":"name","action":"changed"}},"padding":"{padding}"}}"#,
+                    1_200_000_000_000_000 + n
+                )
+            })
+            .collect();
+        let body = format!("{{\"events\":[{}]}}", events.join(","));
+        assert_eq!(
+            deliver(&runtime, &target, &secret, &body),
+            200,
+            "delivery {batch}"
+        );
+    }
+    // Let the printer run into the full pipe.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(listener.0.try_wait().unwrap().is_none());
+
+    let took = stop_with(&mut *listener.0, signal, "its stdout is full and unread");
+    eprintln!("SIG{signal}: listen ended {took:?} after the signal");
+    drop(listener);
+
+    // What reached the pipe whole was printed; everything else waits in
+    // the inbox (unacknowledged, so a restart prints it).
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let gid_of = |line: &serde_json::Value| {
+        line["event"]["resource"]["gid"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            - 1_200_000_000_000_000
+    };
+    let printed: std::collections::BTreeSet<u64> = rest
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| gid_of(&serde_json::from_str(l).unwrap()))
+        .collect();
+    let (code, out, err) = run(
+        &["inbox", "--secrets", secrets.to_str().unwrap(), "--print"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let waiting: std::collections::BTreeSet<u64> = out
+        .lines()
+        .map(|l| gid_of(&serde_json::from_str(l).unwrap()))
+        .collect();
+    assert!(
+        (printed.len() as u64) < total && !waiting.is_empty(),
+        "the pipe was full: {} printed",
+        printed.len()
+    );
+    let lost: Vec<u64> = (0..total)
+        .filter(|n| !printed.contains(n) && !waiting.contains(n))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "events neither printed nor in the inbox: {lost:?}"
+    );
+    eprintln!(
+        "SIG{signal}: {} events printed whole, {} left in the inbox",
+        printed.len(),
+        waiting.len()
+    );
+}
+
+#[test]
+fn listen_with_unread_stdout_stops_on_sigterm() {
+    a_listener_nobody_reads_stops_on("TERM");
+}
+
+#[test]
+fn listen_with_unread_stdout_stops_on_sigint() {
+    a_listener_nobody_reads_stops_on("INT");
 }

@@ -94,8 +94,9 @@ pub enum Command {
         gid: String,
     },
     /// Receive deliveries: commit each verified one to the inbox, answer
-    /// 200, print one JSON line per event and acknowledge it once printed.
-    /// Stops cleanly on Ctrl-C or SIGTERM.
+    /// 200, print one JSON line per event (the event exactly as Asana sent
+    /// it, under "event") and acknowledge it once printed. Stops within
+    /// seconds on Ctrl-C or SIGTERM, leaving unprinted events in the inbox.
     Listen(Listen),
     /// Show what waits in a listener's inbox (stop the listener first).
     Inbox(InboxArgs),
@@ -161,6 +162,12 @@ pub struct Listen {
     /// out again (to this or another instance).
     #[arg(long, default_value_t = 60)]
     pub lease_seconds: u64,
+    /// How long to wait for Asana's answer to each createWebhook (with
+    /// --resource). A create still unanswered then goes on in the
+    /// background for two minutes while the listener keeps listening: a
+    /// late answer stores the secret and prints the webhook's line.
+    #[arg(long, default_value_t = 30)]
+    pub create_timeout_seconds: u64,
 }
 
 impl Listen {

@@ -6,7 +6,10 @@
 mod args;
 mod print;
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use asana_webhooks::inbox::{DEFAULT_MAX_BYTES, FileInbox, Inbox};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
@@ -14,8 +17,9 @@ use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
 use asana_webhooks::secrets::FileSecretStore;
 use asana_webhooks::secrets::SecretStore;
+use asana_webhooks::secrets::TargetKey;
 use asana_webhooks::types::{WebhookListOptField, WebhookOptField};
-use asana_webhooks::{Client, Error, HandshakeExt, RetryPolicy};
+use asana_webhooks::{Client, Error, HandshakeError, HandshakeExt, RetryPolicy};
 use clap::Parser;
 
 use args::{Cli, Command, InboxArgs, Listen, default_inbox};
@@ -216,7 +220,7 @@ async fn stop_signal() {
 }
 
 async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
-    let lease = std::time::Duration::from_secs(args.lease_seconds.max(1));
+    let lease = Duration::from_secs(args.lease_seconds.max(1));
     match &args.database_url {
         Some(url) => {
             let pool = postgres::connect(url).await.map_err(other)?;
@@ -237,6 +241,18 @@ async fn listen(cli: &Cli, args: &Listen) -> Result<(), Failure> {
     }
 }
 
+/// How long a stop lets the deliveries in flight finish: those not
+/// answered by then get no answer, and Asana delivers them again.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// How long a create whose answer is late goes on in the background after
+/// `ensure()` stopped waiting for it.
+const SETTLE_TIME: Duration = Duration::from_secs(120);
+
+/// Beyond the settle time: the lookup of a webhook whose create got no
+/// answer at all.
+const LOOKUP_MARGIN: Duration = Duration::from_secs(30);
+
 async fn serve_and_print<S: SecretStore, I: Inbox>(
     cli: &Cli,
     args: &Listen,
@@ -250,48 +266,196 @@ async fn serve_and_print<S: SecretStore, I: Inbox>(
         .map_err(other)?;
     tracing::info!(addr = %listener.local_addr().map_err(other)?, inbox = %location, "listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stop = Arc::new(stop);
     let mut server_stopped = stopped.clone();
     let server = tokio::spawn(receiver.serve(listener, async move {
         let _ = server_stopped.wait_for(|stop| *stop).await;
     }));
+    let signalled = Arc::clone(&stop);
     tokio::spawn(async move {
         stop_signal().await;
-        let _ = stop.send(true);
+        let _ = signalled.send(true);
     });
-    let printer = tokio::spawn(print_events(inbox.clone(), stopped.clone()));
+    // Standard output has a thread of its own: a reader that stops reading
+    // blocks that thread, never a stop.
+    let out = print::Lines::spawn().map_err(other)?;
+    let mut printer = tokio::spawn(print_events(inbox.clone(), out.clone(), stopped.clone()));
 
+    let mut late = Vec::new();
+    let mut ready = Ok(());
     if let Some(target) = &args.target {
-        let client = client(cli)?;
-        for resource in &args.resources {
-            let mut create = client
-                .create_webhook_with_handshake(&store, resource, target)
-                .filters(args.filters.clone());
-            if let Some(workspace) = &args.workspace {
-                create = create.workspace(workspace);
+        let mut stopping = stopped.clone();
+        tokio::select! {
+            ensured = ensure_webhooks(cli, args, &store, target, &out, &mut late) => ready = ensured,
+            _ = stopping.wait_for(|stop| *stop) => {
+                tracing::warn!("stopped before every webhook was ready; start again with the same --resource, --target and --workspace");
             }
-            let ensured = create.ensure().await?;
-            let gid = ensured.webhook.gid.unwrap_or_default();
-            print::json_line(
-                &serde_json::json!({"webhook_gid": gid, "resource": resource, "created": ensured.created}),
-            );
-            tracing::info!(%gid, %resource, "webhook ready");
         }
     }
-    // Stop accepting, answer the requests in flight (each committed and
-    // 200, or not and 5xx), then stop printing and close the inbox.
-    let _ = server.await;
-    let printed = printer.await;
+
+    // Runs until a stop, or until printing fails (a closed pipe).
+    let mut printed = None;
+    if ready.is_ok() {
+        let mut stopping = stopped.clone();
+        tokio::select! {
+            result = &mut printer => printed = Some(result),
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
+    }
+    let _ = stop.send(true);
+    // Stop accepting and answer the requests in flight (each committed and
+    // 200, or not and 5xx), for a bounded time; stop printing (an event
+    // whose line was not written stays in the inbox, unacknowledged).
+    if tokio::time::timeout(STOP_GRACE, server).await.is_err() {
+        tracing::warn!(
+            "deliveries still in flight after {STOP_GRACE:?} are left unanswered; Asana delivers them again"
+        );
+    }
+    let printed = match printed {
+        Some(printed) => printed,
+        None => printer.await,
+    };
+    for (resource, watch) in late {
+        if !watch.is_finished() {
+            watch.abort();
+            let workspace = if args.workspace.is_some() {
+                ""
+            } else {
+                " (--workspace is needed to find it)"
+            };
+            tracing::warn!(
+                %resource,
+                "stopping while Asana's answer to the create of this webhook is still awaited, so its secret is not stored now; start again with the same --resource, --target and --workspace: the webhook, if Asana created it, is found{workspace} and its secret stored from the handshake this listener wrote down"
+            );
+        }
+    }
     inbox.close();
+    ready?;
     match printed {
         Ok(result) => result,
         Err(e) => Err(other(e)),
     }
 }
 
+/// Creates (or finds) the webhook of each `--resource`, printing a line for
+/// each one ready. A create that times out does not end the listener: its
+/// background work goes on for the settle time while this listener runs,
+/// and `late` gets a task that prints the webhook's line once its secret
+/// is stored.
+async fn ensure_webhooks<S: SecretStore>(
+    cli: &Cli,
+    args: &Listen,
+    store: &S,
+    target: &str,
+    out: &print::Lines,
+    late: &mut Vec<(String, tokio::task::JoinHandle<()>)>,
+) -> Result<(), Failure> {
+    let client = client(cli)?;
+    let key = TargetKey::from_url(target).map_err(other)?;
+    let timeout = Duration::from_secs(args.create_timeout_seconds.max(1));
+    for resource in &args.resources {
+        let known = webhooks_of(store, &key, resource).await.map_err(other)?;
+        let mut create = client
+            .create_webhook_with_handshake(store, resource, target)
+            .filters(args.filters.clone())
+            .timeout(timeout)
+            .settle_time(SETTLE_TIME);
+        if let Some(workspace) = &args.workspace {
+            create = create.workspace(workspace);
+        }
+        match create.ensure().await {
+            Ok(ensured) => {
+                let gid = ensured.webhook.gid.unwrap_or_default();
+                out.write(webhook_line(&gid, resource, ensured.created))
+                    .await
+                    .map_err(other)?;
+                tracing::info!(%gid, %resource, "webhook ready");
+            }
+            Err(Error::Handshake(HandshakeError::Timeout(_))) => {
+                let lookup = if args.workspace.is_some() {
+                    "looked up"
+                } else {
+                    "looked up (which needs --workspace)"
+                };
+                tracing::warn!(
+                    "createWebhook for resource {resource} got no answer within {timeout:?}; the listener keeps listening while the create goes on in the background for up to {SETTLE_TIME:?}: a late answer stores the secret and prints the webhook's line; without one the webhook is {lookup} and its secret stored or the webhook deleted"
+                );
+                let watch = watch_late_create(
+                    store.clone(),
+                    key.clone(),
+                    resource.clone(),
+                    known,
+                    out.clone(),
+                );
+                late.push((resource.clone(), tokio::spawn(watch)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The gids of the stored webhooks of `resource` delivering to `key`.
+async fn webhooks_of<S: SecretStore>(
+    store: &S,
+    key: &TargetKey,
+    resource: &str,
+) -> Result<BTreeSet<String>, asana_webhooks::secrets::StoreError> {
+    Ok(store
+        .secrets_for(key)
+        .await?
+        .into_iter()
+        .filter(|r| r.resource.as_deref() == Some(resource))
+        .filter_map(|r| r.webhook_gid)
+        .collect())
+}
+
+/// Waits (for the settle time and the lookup after it) until the create
+/// that timed out stores a secret for `resource` that is not one of
+/// `known`, and prints the webhook's line.
+async fn watch_late_create<S: SecretStore>(
+    store: S,
+    key: TargetKey,
+    resource: String,
+    known: BTreeSet<String>,
+    out: print::Lines,
+) {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIME + LOOKUP_MARGIN;
+    loop {
+        match webhooks_of(&store, &key, &resource).await {
+            Ok(gids) => {
+                if let Some(gid) = gids.into_iter().find(|gid| !known.contains(gid)) {
+                    tracing::info!(%gid, %resource, "webhook ready: the create that had timed out stored its secret");
+                    if let Err(e) = out.write(webhook_line(&gid, &resource, true)).await {
+                        tracing::warn!(error = %e, "could not print the webhook's line");
+                    }
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not read the secret store"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!(
+                %resource,
+                "the create that had timed out stored no secret, so no webhook of this resource delivers to this listener with a secret it knows (see the messages above); start again with the same arguments"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The line printed for a webhook that is ready.
+fn webhook_line(gid: &str, resource: &str, created: bool) -> String {
+    serde_json::json!({"webhook_gid": gid, "resource": resource, "created": created}).to_string()
+}
+
 /// Prints each event as a JSON line and acknowledges it once the line is
-/// written and flushed; stops between events when told to.
+/// written and flushed; stops between events when told to, and also while
+/// a line waits for a reader: that event is given back unacknowledged.
 async fn print_events<I: Inbox>(
     inbox: I,
+    out: print::Lines,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), Failure> {
     loop {
@@ -300,20 +464,19 @@ async fn print_events<I: Inbox>(
             _ = stopped.wait_for(|stop| *stop) => break,
         };
         let Some(item) = item else { break };
-        let mut line = serde_json::json!({
-            "id": item.id(),
-            "target": item.target(),
-            "webhook_gid": item.webhook_gid(),
-            "attempt": item.attempt(),
-        });
-        match item.event() {
-            Ok(event) => line["event"] = serde_json::to_value(event).map_err(other)?,
-            Err(undecoded) => {
-                line["undecoded"] = undecoded.raw;
-                line["error"] = undecoded.error.into();
-            }
+        if let Err(undecoded) = item.event() {
+            tracing::warn!(id = item.id(), error = %undecoded.error, "an event this tool's types do not read; printed as sent");
         }
-        print::json_line_flushed(&line).map_err(other)?;
+        let line = print::event_line(&item).map_err(other)?;
+        let written = tokio::select! {
+            biased;
+            written = out.write(line) => written,
+            _ = stopped.wait_for(|stop| *stop) => {
+                item.release();
+                break;
+            }
+        };
+        written.map_err(other)?;
         item.ack().await.map_err(other)?;
     }
     Ok(())
@@ -326,11 +489,7 @@ async fn show_inbox(args: &InboxArgs) -> Result<(), Failure> {
     let stats = inbox.stats().await.map_err(other)?;
     if args.print {
         for (id, webhook_gid, received_at, raw) in inbox.stored() {
-            let event: serde_json::Value =
-                serde_json::from_str(&raw).unwrap_or(serde_json::Value::String(raw));
-            print::json_line(
-                &serde_json::json!({"id": id, "webhook_gid": webhook_gid, "received_at": received_at, "event": event}),
-            );
+            print::stored_line(id, webhook_gid.as_deref(), received_at, &raw).map_err(other)?;
         }
     } else if args.output.json {
         print::json_line(&serde_json::to_value(&stats).map_err(other)?);

@@ -1,16 +1,126 @@
 //! Tables for people, JSON for scripts.
 
-use std::io::Write;
+use std::io::{self, Write};
 
+use asana_webhooks::inbox::InboxItem;
 use asana_webhooks::{CreatedWebhook, Webhook};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
 use crate::args::Output;
 
-/// Writes one JSON line and flushes it: what a consumer acknowledges after.
-pub fn json_line_flushed(value: &serde_json::Value) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{value}")?;
+/// Standard output on a thread of its own, for `listen`: a write that a
+/// reader who stopped reading blocks holds only that thread, so neither
+/// the runtime nor a stop waits for it (the process ends without it).
+#[derive(Clone)]
+pub struct Lines {
+    lines: std::sync::mpsc::Sender<(String, oneshot::Sender<io::Result<()>>)>,
+}
+
+impl Lines {
+    /// Starts the thread.
+    pub fn spawn() -> io::Result<Self> {
+        let (lines, to_write) =
+            std::sync::mpsc::channel::<(String, oneshot::Sender<io::Result<()>>)>();
+        std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || {
+                for (mut line, written) in to_write {
+                    line.push('\n');
+                    let mut out = io::stdout().lock();
+                    let result = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+                    drop(out);
+                    let _ = written.send(result);
+                }
+            })?;
+        Ok(Self { lines })
+    }
+
+    /// Writes `line` (one line, without its newline) and flushes it;
+    /// completes once it is written, or failed.
+    pub async fn write(&self, line: String) -> io::Result<()> {
+        let gone = || io::Error::other("the standard output thread ended");
+        let (written, done) = oneshot::channel();
+        self.lines.send((line, written)).map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?
+    }
+}
+
+/// An event as `listen` prints it: the event exactly as Asana sent it
+/// under `event` (on one line), beside what the inbox knows of it.
+pub fn event_line(item: &InboxItem) -> serde_json::Result<String> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        id: u64,
+        target: &'a str,
+        webhook_gid: Option<&'a str>,
+        attempt: u32,
+        event: &'a RawValue,
+    }
+    let event = one_line(item.raw())?;
+    serde_json::to_string(&Line {
+        id: item.id(),
+        target: item.target().as_str(),
+        webhook_gid: item.webhook_gid(),
+        attempt: item.attempt(),
+        event: &event,
+    })
+}
+
+/// A stored event as `inbox --print` prints it, the event as sent.
+pub fn stored_line(
+    id: u64,
+    webhook_gid: Option<&str>,
+    received_at: chrono::DateTime<chrono::Utc>,
+    raw: &str,
+) -> io::Result<()> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        id: u64,
+        webhook_gid: Option<&'a str>,
+        received_at: chrono::DateTime<chrono::Utc>,
+        event: &'a RawValue,
+    }
+    let event = one_line(raw)?;
+    let line = serde_json::to_string(&Line {
+        id,
+        webhook_gid,
+        received_at,
+        event: &event,
+    })?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{line}")?;
     out.flush()
+}
+
+/// The JSON text `raw` unchanged, unless it spans several lines: then
+/// without the whitespace between its tokens (the text of its strings,
+/// its numbers and the order of its keys stay as they are).
+fn one_line(raw: &str) -> serde_json::Result<Box<RawValue>> {
+    if !raw.contains(['\n', '\r']) {
+        return RawValue::from_string(raw.to_string());
+    }
+    let mut compact = String::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            compact.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            compact.push(c);
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            compact.push(c);
+        }
+    }
+    RawValue::from_string(compact)
 }
 
 /// One JSON value on its own line, flushed at once (for pipes).
@@ -140,4 +250,24 @@ pub fn created(created: &CreatedWebhook, output: Output) {
     webhook(&created.webhook, output);
     println!("{:27} {}", "secret", or_dash(secret));
     eprintln!("note: store the secret now; Asana never sends it again");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_event_on_one_line_is_kept_byte_for_byte() {
+        let raw = r#"{"type":"task", "b":12345678901234567890123,"a":[1.50,"x"]}"#;
+        assert_eq!(one_line(raw).unwrap().get(), raw);
+    }
+
+    #[test]
+    fn an_event_on_several_lines_loses_only_the_space_between_tokens() {
+        let raw = "{\n  \"z\": \"a \\\" b\\n c\",\r\n\t\"a\": [1.50, {\"k\" : null}]\n}";
+        assert_eq!(
+            one_line(raw).unwrap().get(),
+            r#"{"z":"a \" b\n c","a":[1.50,{"k":null}]}"#
+        );
+    }
 }
