@@ -131,6 +131,109 @@ pub mod types {
             Default::default()
         }
     }
+    ///A property that `opt_fields` can ask getEvents to include.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+    )]
+    pub enum EventOptField {
+        #[serde(rename = "action")]
+        Action,
+        #[serde(rename = "change")]
+        Change,
+        #[serde(rename = "change.action")]
+        ChangeAction,
+        #[serde(rename = "change.added_value")]
+        ChangeAddedValue,
+        #[serde(rename = "change.field")]
+        ChangeField,
+        #[serde(rename = "change.new_value")]
+        ChangeNewValue,
+        #[serde(rename = "change.removed_value")]
+        ChangeRemovedValue,
+        #[serde(rename = "created_at")]
+        CreatedAt,
+        #[serde(rename = "parent")]
+        Parent,
+        #[serde(rename = "parent.name")]
+        ParentName,
+        #[serde(rename = "resource")]
+        Resource,
+        #[serde(rename = "resource.name")]
+        ResourceName,
+        #[serde(rename = "type")]
+        Type,
+        #[serde(rename = "user")]
+        User,
+        #[serde(rename = "user.name")]
+        UserName,
+    }
+    impl ::std::fmt::Display for EventOptField {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Action => f.write_str("action"),
+                Self::Change => f.write_str("change"),
+                Self::ChangeAction => f.write_str("change.action"),
+                Self::ChangeAddedValue => f.write_str("change.added_value"),
+                Self::ChangeField => f.write_str("change.field"),
+                Self::ChangeNewValue => f.write_str("change.new_value"),
+                Self::ChangeRemovedValue => f.write_str("change.removed_value"),
+                Self::CreatedAt => f.write_str("created_at"),
+                Self::Parent => f.write_str("parent"),
+                Self::ParentName => f.write_str("parent.name"),
+                Self::Resource => f.write_str("resource"),
+                Self::ResourceName => f.write_str("resource.name"),
+                Self::Type => f.write_str("type"),
+                Self::User => f.write_str("user"),
+                Self::UserName => f.write_str("user.name"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for EventOptField {
+        type Err = self::error::ConversionError;
+        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "action" => Ok(Self::Action),
+                "change" => Ok(Self::Change),
+                "change.action" => Ok(Self::ChangeAction),
+                "change.added_value" => Ok(Self::ChangeAddedValue),
+                "change.field" => Ok(Self::ChangeField),
+                "change.new_value" => Ok(Self::ChangeNewValue),
+                "change.removed_value" => Ok(Self::ChangeRemovedValue),
+                "created_at" => Ok(Self::CreatedAt),
+                "parent" => Ok(Self::Parent),
+                "parent.name" => Ok(Self::ParentName),
+                "resource" => Ok(Self::Resource),
+                "resource.name" => Ok(Self::ResourceName),
+                "type" => Ok(Self::Type),
+                "user" => Ok(Self::User),
+                "user.name" => Ok(Self::UserName),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for EventOptField {
+        type Error = self::error::ConversionError;
+        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for EventOptField {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
     /// An *event* is an object representing a change to a resource that was
     /// observed by an event subscription or delivered asynchronously to
     /// the target location of an active webhook.
@@ -222,6 +325,23 @@ pub mod types {
             Default::default()
         }
     }
+    ///The full record for all events that have occurred since the sync token was created.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct GetEventsResponse {
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub data: ::std::vec::Vec<::serde_json::Value>,
+        ///Indicates whether there are more events to pull.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub has_more: ::std::option::Option<bool>,
+        ///A sync token to be used with the next call to the /events endpoint.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub sync: ::std::option::Option<::std::string::String>,
+    }
+    impl GetEventsResponse {
+        pub fn builder() -> builder::GetEventsResponse {
+            Default::default()
+        }
+    }
     ///`GetWebhookResponse`
     #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
     pub struct GetWebhookResponse {
@@ -281,6 +401,32 @@ pub mod types {
     }
     impl NextPageInner {
         pub fn builder() -> builder::NextPageInner {
+            Default::default()
+        }
+    }
+    ///The body of getEvents' 412 answer (decoded by hand, so this derived spec leaves the 412 out of the operation): the request had no sync token, or one Asana no longer accepts. `sync` is a fresh token to call getEvents with next.
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct SyncTokenResponse {
+        #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
+        pub errors: ::std::vec::Vec<SyncTokenResponseErrorsItem>,
+        ///A sync token to be used with the next call to the /events endpoint.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub sync: ::std::option::Option<::std::string::String>,
+    }
+    impl SyncTokenResponse {
+        pub fn builder() -> builder::SyncTokenResponse {
+            Default::default()
+        }
+    }
+    ///`SyncTokenResponseErrorsItem`
+    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, PartialEq)]
+    pub struct SyncTokenResponseErrorsItem {
+        ///Message providing more detail about the error that occurred, if available.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub message: ::std::option::Option<::std::string::String>,
+    }
+    impl SyncTokenResponseErrorsItem {
+        pub fn builder() -> builder::SyncTokenResponseErrorsItem {
             Default::default()
         }
     }
@@ -1260,6 +1406,78 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct GetEventsResponse {
+            data:
+                ::std::result::Result<::std::vec::Vec<::serde_json::Value>, ::std::string::String>,
+            has_more: ::std::result::Result<::std::option::Option<bool>, ::std::string::String>,
+            sync: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for GetEventsResponse {
+            fn default() -> Self {
+                Self {
+                    data: Ok(Default::default()),
+                    has_more: Ok(Default::default()),
+                    sync: Ok(Default::default()),
+                }
+            }
+        }
+        impl GetEventsResponse {
+            pub fn data<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<::serde_json::Value>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.data = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for data: {e}"));
+                self
+            }
+            pub fn has_more<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<bool>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.has_more = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for has_more: {e}"));
+                self
+            }
+            pub fn sync<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.sync = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for sync: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GetEventsResponse> for super::GetEventsResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: GetEventsResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    data: value.data?,
+                    has_more: value.has_more?,
+                    sync: value.sync?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::GetEventsResponse> for GetEventsResponse {
+            fn from(value: super::GetEventsResponse) -> Self {
+                Self {
+                    data: Ok(value.data),
+                    has_more: Ok(value.has_more),
+                    sync: Ok(value.sync),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct GetWebhookResponse {
             data: ::std::result::Result<
                 ::std::option::Option<super::WebhookResponse>,
@@ -1434,6 +1652,109 @@ pub mod types {
                     offset: Ok(value.offset),
                     path: Ok(value.path),
                     uri: Ok(value.uri),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SyncTokenResponse {
+            errors: ::std::result::Result<
+                ::std::vec::Vec<super::SyncTokenResponseErrorsItem>,
+                ::std::string::String,
+            >,
+            sync: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SyncTokenResponse {
+            fn default() -> Self {
+                Self {
+                    errors: Ok(Default::default()),
+                    sync: Ok(Default::default()),
+                }
+            }
+        }
+        impl SyncTokenResponse {
+            pub fn errors<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::SyncTokenResponseErrorsItem>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.errors = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for errors: {e}"));
+                self
+            }
+            pub fn sync<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.sync = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for sync: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SyncTokenResponse> for super::SyncTokenResponse {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SyncTokenResponse,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    errors: value.errors?,
+                    sync: value.sync?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SyncTokenResponse> for SyncTokenResponse {
+            fn from(value: super::SyncTokenResponse) -> Self {
+                Self {
+                    errors: Ok(value.errors),
+                    sync: Ok(value.sync),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SyncTokenResponseErrorsItem {
+            message: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SyncTokenResponseErrorsItem {
+            fn default() -> Self {
+                Self {
+                    message: Ok(Default::default()),
+                }
+            }
+        }
+        impl SyncTokenResponseErrorsItem {
+            pub fn message<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.message = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for message: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SyncTokenResponseErrorsItem> for super::SyncTokenResponseErrorsItem {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SyncTokenResponseErrorsItem,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    message: value.message?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SyncTokenResponseErrorsItem> for SyncTokenResponseErrorsItem {
+            fn from(value: super::SyncTokenResponseErrorsItem) -> Self {
+                Self {
+                    message: Ok(value.message),
                 }
             }
         }
@@ -2448,6 +2769,44 @@ impl Client {
     pub fn delete_webhook(&self) -> builder::DeleteWebhook<'_> {
         builder::DeleteWebhook::new(self)
     }
+    /// Get events on a resource
+    ///
+    /// Returns the full record for all events that have occurred since the sync
+    /// token was created.
+    ///
+    /// A `GET` request to the endpoint `/[path_to_resource]/events` can be made in
+    /// lieu of including the resource ID in the data for the request.
+    ///
+    /// Asana limits a single sync token to 100 events. If more than 100 events exist
+    /// for a given resource, `has_more: true` will be returned in the response, indicating
+    /// that there are more events to pull.
+    ///
+    /// *Note: The resource returned will be the resource that triggered the
+    /// event. This may be different from the one that the events were requested
+    /// for. For example, a subscription to a project will contain events for
+    /// tasks contained within the project.*
+    ///
+    /// Sends a `GET` request to `/events`
+    ///
+    /// Arguments:
+    /// - `opt_fields`: This endpoint returns a resource which excludes some properties by default. To include those optional properties, set this query parameter to a comma-separated list of the properties you wish to include.
+    /// - `opt_pretty`: Provides “pretty” output.
+    /// Provides the response in a “pretty” format. In the case of JSON this means doing proper line breaking and indentation to make it readable. This will take extra time and increase the response size so it is advisable only to use this during debugging.
+    /// - `resource`: A resource ID to subscribe to. The resource can be a task, project, or goal.
+    /// - `sync`: A sync token received from the last request, or none on first sync. Events will be returned from the point in time that the sync token was generated.
+    /// *Note: On your first request, omit the sync token. The response will be the same as for an expired sync token, and will include a new valid sync token.If the sync token is too old (which may happen from time to time) the API will return a `412 Precondition Failed` error, and include a fresh sync token in the response.*
+    /// ```ignore
+    /// let response = client.get_events()
+    ///    .opt_fields(opt_fields)
+    ///    .opt_pretty(opt_pretty)
+    ///    .resource(resource)
+    ///    .sync(sync)
+    ///    .send()
+    ///    .await;
+    /// ```
+    pub fn get_events(&self) -> builder::GetEvents<'_> {
+        builder::GetEvents::new(self)
+    }
 }
 /// Types for composing operation parameters.
 #[allow(clippy::all)]
@@ -3005,6 +3364,117 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "delete_webhook",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /// Builder for [`Client::get_events`]
+    ///
+    /// [`Client::get_events`]: super::Client::get_events
+    #[derive(Debug, Clone)]
+    pub struct GetEvents<'a> {
+        client: &'a super::Client,
+        opt_fields: Result<Option<::std::vec::Vec<types::EventOptField>>, String>,
+        opt_pretty: Result<Option<bool>, String>,
+        resource: Result<::std::string::String, String>,
+        sync: Result<Option<::std::string::String>, String>,
+    }
+    impl<'a> GetEvents<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                opt_fields: Ok(None),
+                opt_pretty: Ok(None),
+                resource: Err("resource was not initialized".to_string()),
+                sync: Ok(None),
+            }
+        }
+        pub fn opt_fields<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::vec::Vec<types::EventOptField>>,
+        {
+            self.opt_fields = value.try_into().map(Some).map_err(|_| {
+                "conversion to `:: std :: vec :: Vec < EventOptField >` for opt_fields failed"
+                    .to_string()
+            });
+            self
+        }
+        pub fn opt_pretty<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<bool>,
+        {
+            self.opt_pretty = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| "conversion to `bool` for opt_pretty failed".to_string());
+            self
+        }
+        pub fn resource<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.resource = value.try_into().map_err(|_| {
+                "conversion to `:: std :: string :: String` for resource failed".to_string()
+            });
+            self
+        }
+        pub fn sync<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::string::String>,
+        {
+            self.sync = value.try_into().map(Some).map_err(|_| {
+                "conversion to `:: std :: string :: String` for sync failed".to_string()
+            });
+            self
+        }
+        ///Sends a `GET` request to `/events`
+        pub async fn send(self) -> Result<ResponseValue<types::GetEventsResponse>, Error<()>> {
+            let Self {
+                client,
+                opt_fields,
+                opt_pretty,
+                resource,
+                sync,
+            } = self;
+            let opt_fields = opt_fields.map_err(Error::InvalidRequest)?;
+            let opt_pretty = opt_pretty.map_err(Error::InvalidRequest)?;
+            let resource = resource.map_err(Error::InvalidRequest)?;
+            let sync = sync.map_err(Error::InvalidRequest)?;
+            let url = format!("{}/events", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map.append(
+                ::reqwest::header::HeaderName::from_static("api-version"),
+                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
+            );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new(
+                    "opt_fields",
+                    &opt_fields,
+                ))
+                .query(&progenitor_client::QueryParam::new(
+                    "opt_pretty",
+                    &opt_pretty,
+                ))
+                .query(&progenitor_client::QueryParam::new("resource", &resource))
+                .query(&progenitor_client::QueryParam::new("sync", &sync))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_events",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

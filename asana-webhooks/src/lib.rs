@@ -121,6 +121,7 @@
 //! inbox              where verified events wait: engine, memory, file (redb)
 //! handshake          create through the handshake; recovery after a lost answer
 //! pagination         every page of a listing as a stream
+//! events             the Events API: getEvents, its sync token and kept-as-sent events
 //! operations         the builders users call, over the generated ones
 //! client             Client, ClientBuilder, the hooks every request runs through
 //! generated          progenitor's output (types, raw client)
@@ -144,6 +145,7 @@
 mod client;
 mod error;
 pub mod event;
+mod events;
 mod filter;
 #[cfg(feature = "receiver")]
 mod handshake;
@@ -178,6 +180,7 @@ pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_USER_AGENT, To
 pub use error::HandshakeError;
 pub use error::{ApiError, AsanaError, Error};
 pub use event::{Delivery, Event, EventAction};
+pub use events::{EventsOutcome, EventsPage, FetchedEvent, GetEvents};
 pub use generated::types;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]

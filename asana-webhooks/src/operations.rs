@@ -79,6 +79,9 @@ macro_rules! apply_output_options {
     }};
 }
 
+// The Events API's builder (events.rs) shares both.
+pub(crate) use {apply_output_options, output_options};
+
 fn missing_data(operation: &str) -> Error {
     Error::Decode {
         message: format!("the {operation} answer has no `data`"),

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use asana_webhooks::secrets::MemorySecretStore;
-use asana_webhooks::types::{WebhookFilter, WebhookListOptField, WebhookOptField};
+use asana_webhooks::types::{EventOptField, WebhookFilter, WebhookListOptField, WebhookOptField};
 use asana_webhooks::{Client, HandshakeExt};
 use asana_webhooks_tests::spec;
 use serde_json::{Map, Value, json};
@@ -28,6 +28,7 @@ enum Builder {
     GetWebhook,
     UpdateWebhook,
     DeleteWebhook,
+    GetEvents,
 }
 
 impl fmt::Display for Builder {
@@ -39,6 +40,7 @@ impl fmt::Display for Builder {
             Builder::GetWebhook => "Client::get_webhook",
             Builder::UpdateWebhook => "Client::update_webhook",
             Builder::DeleteWebhook => "Client::delete_webhook",
+            Builder::GetEvents => "Client::get_events",
         })
     }
 }
@@ -52,6 +54,7 @@ const BUILDERS: &[(&str, Builder)] = &[
     ("getWebhook", Builder::GetWebhook),
     ("updateWebhook", Builder::UpdateWebhook),
     ("deleteWebhook", Builder::DeleteWebhook),
+    ("getEvents", Builder::GetEvents),
 ];
 
 /// Where a parameter or field travels.
@@ -435,6 +438,52 @@ const EXPOSED: &[Exposed] = &[
             let _ = c.delete_webhook("43214").opt_pretty(true);
         },
     ),
+    // getEvents (`resource`, `sync` and `opt_pretty` through its path's
+    // `parameters`)
+    exposed(
+        "getEvents",
+        In::Query,
+        "resource",
+        Builder::GetEvents,
+        How::Argument("get_events(resource)"),
+        |c, _| {
+            let _ = c.get_events(RESOURCE);
+        },
+    ),
+    exposed(
+        "getEvents",
+        In::Query,
+        "sync",
+        Builder::GetEvents,
+        How::Setter(".sync(token)"),
+        |c, _| {
+            let _ = c
+                .get_events(RESOURCE)
+                .sync("de4774f6915eae04714ca93bb2f5ee81");
+        },
+    ),
+    exposed(
+        "getEvents",
+        In::Query,
+        "opt_fields",
+        Builder::GetEvents,
+        How::Setter(".opt_fields(fields)"),
+        |c, _| {
+            let _ = c
+                .get_events(RESOURCE)
+                .opt_fields([EventOptField::ResourceName]);
+        },
+    ),
+    exposed(
+        "getEvents",
+        In::Query,
+        "opt_pretty",
+        Builder::GetEvents,
+        How::Setter(".opt_pretty(bool)"),
+        |c, _| {
+            let _ = c.get_events(RESOURCE).opt_pretty(true);
+        },
+    ),
 ];
 
 /// What the builders deliberately leave out, each with its reason.
@@ -442,9 +491,9 @@ const EXPOSED: &[Exposed] = &[
 /// Nothing today: the derived spec lists no parameter that progenitor or
 /// the client supplies by itself (authentication, `Content-Type` and the
 /// user agent come from the security schemes and the client, not from
-/// `parameters`), and every parameter Asana documents for these five
-/// operations is offered, `opt_pretty` included (deleteWebhook has it too,
-/// through its path's `parameters`).
+/// `parameters`), and every parameter Asana documents for these six
+/// operations is offered, `opt_pretty` included (deleteWebhook and
+/// getEvents have it too, through their paths' `parameters`).
 const HIDDEN: &[Hidden] = &[];
 
 /// One parameter or body field of one operation in the spec.

@@ -38,8 +38,9 @@ pub const FIXES: &[Fix] = &[
         name: "named-opt-fields-enums",
         reason: "getWebhook, createWebhook and updateWebhook declare the same inline `opt_fields` \
                  enum; progenitor would emit three identical Rust enums. Hoisting them into \
-                 `WebhookOptField` (and getWebhooks' larger one into `WebhookListOptField`) gives \
-                 users one typed field name per concept. The wire format is unchanged.",
+                 `WebhookOptField` (getWebhooks' larger one into `WebhookListOptField`, \
+                 getEvents' into `EventOptField`) gives users one typed field name per concept. \
+                 The wire format is unchanged.",
         apply: named_opt_fields_enums,
     },
     Fix {
@@ -58,12 +59,36 @@ pub const FIXES: &[Fix] = &[
         apply: update_filters_absent_or_empty,
     },
     Fix {
+        name: "events-412-sync-token-body",
+        reason: "getEvents answers 412 with its own inline body, `{errors, sync}`, next to the \
+                 shared ErrorResponse of its other error statuses; progenitor 0.15 accepts one \
+                 error body type per operation and panics on two (`assert!(response_types.len() \
+                 <= 1)` in `extract_responses`). That 412 is not a failure but how Asana hands \
+                 out a sync token (on the first call, and when a token expired). Its body \
+                 becomes the named schema `SyncTokenResponse`, generated as a type, and the 412 \
+                 leaves the operation: asana-webhooks/src/events.rs decodes it by hand into a \
+                 typed outcome carrying the new token.",
+        apply: events_412_sync_token_body,
+    },
+    Fix {
+        name: "events-kept-as-sent",
+        reason: "getEvents' `data` items are EventResponse. Decoded into the generated struct, \
+                 one event that drifts from it (a timestamp in another format, a gid as a \
+                 number) fails the whole answer, and with it the page's `sync` token: a caller \
+                 asking again with the same token gets the same answer and is stuck. Keys the \
+                 schema lacks (deliveries carry `resource_subtype`) would be dropped. The items \
+                 become free-form JSON described as EventResponse (`serde_json::Value`); \
+                 asana-webhooks/src/events.rs keeps each event as sent next to its typed \
+                 decode, as the inbox does for deliveries. EventResponse stays in `components`.",
+        apply: events_kept_as_sent,
+    },
+    Fix {
         name: "error-responses-decoded-by-hand",
         reason: "progenitor drops the HTTP status when an error body is not JSON (an HTML 502 \
                  from a proxy) and cannot know the statuses Asana sends but does not declare \
                  (402, 429, 451, 503). Removing the 4xx/5xx responses from the operations makes \
                  every non-2xx answer reach the one hand-written decoder \
-                 (asana-webhooks/src/error.rs) with its status, headers and body. The error \
+                 (asana-webhooks/src/error/) with its status, headers and body. The error \
                  schemas stay in `components`.",
         apply: error_responses_decoded_by_hand,
     },
@@ -78,11 +103,14 @@ pub const FIXES: &[Fix] = &[
 
 /// Applies every fix to the surface, in order.
 pub fn apply_all(surface: &mut Value) -> Result<()> {
-    for fix in FIXES {
-        (fix.apply)(surface)
-            .with_context(|| format!("spec fix `{}` no longer applies", fix.name))?;
+    FIXES.iter().try_for_each(|fix| fix.apply_to(surface))
+}
+
+impl Fix {
+    /// Applies this fix alone.
+    pub fn apply_to(&self, surface: &mut Value) -> Result<()> {
+        (self.apply)(surface).with_context(|| format!("spec fix `{}` no longer applies", self.name))
     }
-    Ok(())
 }
 
 /// Walks `path` (mapping keys, or sequence indices written as numbers).
@@ -150,17 +178,29 @@ fn nullable_event_user_parent(spec: &mut Value) -> Result<()> {
     Ok(())
 }
 
-/// The operations whose `opt_fields` enum is hoisted, and the schema name each gets.
-const OPT_FIELDS: &[(&str, &str, &str)] = &[
-    ("/webhooks", "get", "WebhookListOptField"),
-    ("/webhooks", "post", "WebhookOptField"),
-    ("/webhooks/{webhook_gid}", "get", "WebhookOptField"),
-    ("/webhooks/{webhook_gid}", "put", "WebhookOptField"),
+/// The operations whose `opt_fields` enum is hoisted, the schema name each
+/// gets, and what the schema's description says the fields are included in.
+const OPT_FIELDS: &[(&str, &str, &str, &str)] = &[
+    ("/webhooks", "get", "WebhookListOptField", "getWebhooks"),
+    ("/webhooks", "post", "WebhookOptField", "a webhook response"),
+    (
+        "/webhooks/{webhook_gid}",
+        "get",
+        "WebhookOptField",
+        "a webhook response",
+    ),
+    (
+        "/webhooks/{webhook_gid}",
+        "put",
+        "WebhookOptField",
+        "a webhook response",
+    ),
+    ("/events", "get", "EventOptField", "getEvents"),
 ];
 
 fn named_opt_fields_enums(spec: &mut Value) -> Result<()> {
     let mut hoisted: Vec<(&str, Value)> = Vec::new();
-    for (path, method, name) in OPT_FIELDS {
+    for (path, method, name, subject) in OPT_FIELDS {
         let params = at(spec, &["paths", path, method, "parameters"])?
             .as_sequence_mut()
             .context("parameters is not a list")?;
@@ -175,12 +215,7 @@ fn named_opt_fields_enums(spec: &mut Value) -> Result<()> {
             &mut schema,
             "description",
             Value::from(format!(
-                "A property that `opt_fields` can ask {} to include.",
-                if *name == "WebhookListOptField" {
-                    "getWebhooks"
-                } else {
-                    "a webhook response"
-                }
+                "A property that `opt_fields` can ask {subject} to include."
             )),
         )?;
         match hoisted.iter().find(|(n, _)| n == name) {
@@ -250,8 +285,85 @@ fn update_filters_absent_or_empty(spec: &mut Value) -> Result<()> {
     set(filters, "nullable", Value::Bool(true))
 }
 
+/// The schema getEvents' 412 body becomes.
+const SYNC_TOKEN_RESPONSE: &str = "SyncTokenResponse";
+
+fn events_412_sync_token_body(spec: &mut Value) -> Result<()> {
+    let responses = at(spec, &["paths", "/events", "get", "responses"])?
+        .as_mapping_mut()
+        .context("responses is not a mapping")?;
+    let status = responses
+        .keys()
+        .find(|status| status_code(status) == Some(412))
+        .cloned()
+        .context("getEvents declares no 412 answer any more")?;
+    let mut response = responses.remove(&status).expect("the key was just found");
+    let body = at(&mut response, &["content", "application/json", "schema"])?;
+    if body.get("$ref").is_some() {
+        bail!("getEvents' 412 body is a `$ref` already: it needs no name from this fix");
+    }
+    for property in ["errors", "sync"] {
+        at(body, &["properties", property])
+            .with_context(|| format!("getEvents' 412 body has no `{property}` any more"))?;
+    }
+    let mut schema = body.clone();
+    set(
+        &mut schema,
+        "description",
+        Value::from(
+            "The body of getEvents' 412 answer (decoded by hand, so this derived spec leaves the \
+             412 out of the operation): the request had no sync token, or one Asana no longer \
+             accepts. `sync` is a fresh token to call getEvents with next.",
+        ),
+    )?;
+    let schemas = at(spec, &["components", "schemas"])?
+        .as_mapping_mut()
+        .context("schemas is not a mapping")?;
+    if schemas
+        .insert(Value::from(SYNC_TOKEN_RESPONSE), schema)
+        .is_some()
+    {
+        bail!("the spec already has a schema named `{SYNC_TOKEN_RESPONSE}`");
+    }
+    Ok(())
+}
+
+fn events_kept_as_sent(spec: &mut Value) -> Result<()> {
+    let responses = at(spec, &["paths", "/events", "get", "responses"])?
+        .as_mapping_mut()
+        .context("responses is not a mapping")?;
+    let response = responses
+        .iter_mut()
+        .find(|(status, _)| status_code(status) == Some(200))
+        .map(|(_, response)| response)
+        .context("getEvents declares no 200 answer any more")?;
+    let items = at(
+        response,
+        &[
+            "content",
+            "application/json",
+            "schema",
+            "properties",
+            "data",
+            "items",
+        ],
+    )?;
+    let reference = at(items, &["$ref"])?;
+    if reference.as_str() != Some("#/components/schemas/EventResponse") {
+        bail!("getEvents' `data` items are no longer EventResponse");
+    }
+    *items = Value::Mapping(Mapping::from_iter([(
+        Value::from("description"),
+        Value::from(
+            "An event (EventResponse), as Asana sent it: decoded by hand, so that an event \
+             that drifts from the schema is kept rather than failing the whole answer.",
+        ),
+    )]));
+    Ok(())
+}
+
 fn error_responses_decoded_by_hand(spec: &mut Value) -> Result<()> {
-    for path in surface::WEBHOOK_PATHS {
+    for path in surface::SURFACE_PATHS {
         for method in ["get", "post", "put", "delete"] {
             let Ok(responses) = at(spec, &["paths", path, method, "responses"]) else {
                 continue;
@@ -270,12 +382,16 @@ fn error_responses_decoded_by_hand(spec: &mut Value) -> Result<()> {
 }
 
 fn is_error_status(status: &Value) -> bool {
-    let code = match status {
+    status_code(status).is_some_and(|c| c >= 400)
+}
+
+/// A response key as a number: YAML reads `412:` as a number, `'412':` as a string.
+fn status_code(status: &Value) -> Option<u64> {
+    match status {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => s.parse().ok(),
         _ => None,
-    };
-    code.is_some_and(|c| c >= 400)
+    }
 }
 
 fn text_code_fences(spec: &mut Value) -> Result<()> {
@@ -351,6 +467,84 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("WebhookResponse"), "{err}");
+    }
+
+    fn vendored_surface() -> Value {
+        let path = crate::regen::workspace_root().join(crate::regen::VENDORED_SPEC);
+        let full: Value = serde_yaml::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        surface::extract(&full).unwrap()
+    }
+
+    fn events_responses(spec: &Value) -> Vec<u64> {
+        spec["paths"]["/events"]["get"]["responses"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter_map(status_code)
+            .collect()
+    }
+
+    #[test]
+    fn the_412_of_get_events_leaves_the_operation_and_its_body_gets_a_name() {
+        let mut spec = vendored_surface();
+        assert!(events_responses(&spec).contains(&412));
+        events_412_sync_token_body(&mut spec).unwrap();
+        assert_eq!(events_responses(&spec), [200, 400, 401, 403, 404, 500]);
+        let body = &spec["components"]["schemas"][SYNC_TOKEN_RESPONSE];
+        assert_eq!(body["properties"]["sync"]["type"], "string");
+        assert!(body["properties"]["errors"].is_mapping());
+        // Applied twice, its target is gone: an error, not a silent no-op.
+        let err = format!("{:#}", events_412_sync_token_body(&mut spec).unwrap_err());
+        assert!(err.contains("no 412 answer"), "{err}");
+    }
+
+    #[test]
+    fn the_412_fix_refuses_a_body_without_sync_or_a_name_taken() {
+        let mut no_sync = vendored_surface();
+        let responses = at(&mut no_sync, &["paths", "/events", "get", "responses"]).unwrap();
+        let (_, response) = responses
+            .as_mapping_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|(status, _)| status_code(status) == Some(412))
+            .unwrap();
+        at(
+            response,
+            &["content", "application/json", "schema", "properties"],
+        )
+        .unwrap()
+        .as_mapping_mut()
+        .unwrap()
+        .remove("sync");
+        let err = format!(
+            "{:#}",
+            events_412_sync_token_body(&mut no_sync).unwrap_err()
+        );
+        assert!(err.contains("no `sync`"), "{err}");
+
+        let mut taken = vendored_surface();
+        set(
+            at(&mut taken, &["components", "schemas"]).unwrap(),
+            SYNC_TOKEN_RESPONSE,
+            Value::Null,
+        )
+        .unwrap();
+        let err = format!("{:#}", events_412_sync_token_body(&mut taken).unwrap_err());
+        assert!(err.contains("already has a schema"), "{err}");
+    }
+
+    #[test]
+    fn events_are_kept_as_sent_only_where_they_are_event_responses() {
+        let mut spec = vendored_surface();
+        events_kept_as_sent(&mut spec).unwrap();
+        let items = &spec["paths"]["/events"]["get"]["responses"][&Value::from(200)]["content"]["application/json"]
+            ["schema"]["properties"]["data"]["items"];
+        assert!(
+            items.get("$ref").is_none() && items.get("type").is_none(),
+            "{items:?}"
+        );
+        let err = format!("{:#}", events_kept_as_sent(&mut spec).unwrap_err());
+        assert!(err.contains("$ref"), "{err}");
     }
 
     #[test]

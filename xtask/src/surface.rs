@@ -10,12 +10,14 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result, bail};
 use serde_yaml::{Mapping, Value};
 
-/// The paths that make up the webhooks API.
-pub const WEBHOOK_PATHS: &[&str] = &["/webhooks", "/webhooks/{webhook_gid}"];
+/// The paths that make up the surface: the webhooks API, and the Events
+/// API (`getEvents`), which recovers the events a webhook never delivered.
+pub const SURFACE_PATHS: &[&str] = &["/webhooks", "/webhooks/{webhook_gid}", "/events"];
 
-/// Schemas kept although no webhook path references them: the error body
-/// (referenced only through `components.responses`, kept for clarity) and the
-/// event that deliveries carry (only `/events` references it).
+/// Schemas kept although no operation's success answer references them:
+/// the error body (referenced only through `components.responses`, kept for
+/// clarity) and the event that deliveries carry (referenced by getEvents'
+/// answer too, kept in its own right: deliveries use it).
 pub const EXTRA_SCHEMAS: &[&str] = &["ErrorResponse", "EventResponse"];
 
 /// Top-level `info` keys worth keeping; the rest is documentation-site data
@@ -30,7 +32,7 @@ const INFO_KEYS: &[&str] = &[
 ];
 
 /// Returns the webhooks surface of `full`: `openapi`, `info`, `servers`,
-/// `security`, the webhook paths, and every component they reference,
+/// `security`, the [`SURFACE_PATHS`], and every component they reference,
 /// transitively, in the order the full document lists them. Vendor
 /// extensions (`x-readme` code samples, `x-insert-after`, …) are dropped:
 /// they only drive Asana's documentation site.
@@ -38,30 +40,38 @@ pub fn extract(full: &Value) -> Result<Value> {
     extract_with(full, true)
 }
 
-/// Like [`extract`], but an extra schema a version lacks is left out
-/// rather than an error: comparisons look at the operations only.
+/// Like [`extract`], but an extra schema or a surface path a version lacks
+/// is left out rather than an error: comparisons look at the operations
+/// only, and a path one version lacks shows as its operations added or
+/// removed. A document with none of the surface paths is still an error.
 pub fn extract_lenient(full: &Value) -> Result<Value> {
     extract_with(full, false)
 }
 
-fn extract_with(full: &Value, extras_required: bool) -> Result<Value> {
+fn extract_with(full: &Value, strict: bool) -> Result<Value> {
     let paths = full
         .get("paths")
         .and_then(Value::as_mapping)
         .context("the spec has no `paths` mapping")?;
     let mut out_paths = Mapping::new();
-    for path in WEBHOOK_PATHS {
-        let item = paths
-            .get(*path)
-            .with_context(|| format!("the spec has no path `{path}`"))?;
-        out_paths.insert(Value::from(*path), strip_extensions(item));
+    for path in SURFACE_PATHS {
+        match paths.get(*path) {
+            Some(item) => {
+                out_paths.insert(Value::from(*path), strip_extensions(item));
+            }
+            None if strict => bail!("the spec has no path `{path}`"),
+            None => {}
+        }
+    }
+    if out_paths.is_empty() {
+        bail!("the spec has none of the paths {SURFACE_PATHS:?}");
     }
 
     // Collect the references reachable from the paths and the extra schemas.
     let mut wanted: BTreeSet<String> = EXTRA_SCHEMAS
         .iter()
         .map(|name| format!("#/components/schemas/{name}"))
-        .filter(|reference| extras_required || resolve(full, reference).is_ok())
+        .filter(|reference| strict || resolve(full, reference).is_ok())
         .collect();
     for item in out_paths.values() {
         collect_refs(item, &mut wanted);
@@ -194,6 +204,7 @@ paths:
       responses:
         200: {$ref: '#/components/responses/Ok'}
   /webhooks/{webhook_gid}: {}
+  /events: {}
   /tasks: {get: {responses: {200: {$ref: '#/components/responses/Tasks'}}}}
 components:
   responses:
@@ -239,10 +250,41 @@ info: {title: T, version: "1"}
 paths:
   /webhooks: {get: {responses: {200: {$ref: '#/components/responses/Missing'}}}}
   /webhooks/{webhook_gid}: {}
+  /events: {}
 components: {schemas: {ErrorResponse: {}, EventResponse: {}}}
 "##,
         );
         let err = extract(&full).unwrap_err().to_string();
         assert!(err.contains("#/components/responses/Missing"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_for_regen_and_left_out_for_comparisons() {
+        let full = yaml(
+            r##"
+openapi: 3.0.0
+info: {title: T, version: "1"}
+paths:
+  /webhooks: {get: {responses: {200: {description: ok}}}}
+  /webhooks/{webhook_gid}: {}
+components: {schemas: {ErrorResponse: {}, EventResponse: {}}}
+"##,
+        );
+        let err = extract(&full).unwrap_err().to_string();
+        assert!(err.contains("no path `/events`"), "{err}");
+        let surface = extract_lenient(&full).unwrap();
+        let paths: Vec<_> = surface["paths"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(paths, ["/webhooks", "/webhooks/{webhook_gid}"]);
+
+        let unrelated = yaml(
+            "openapi: 3.0.0\ninfo: {title: T, version: '1'}\npaths: {/tasks: {}}\ncomponents: {}\n",
+        );
+        let err = extract_lenient(&unrelated).unwrap_err().to_string();
+        assert!(err.contains("none of the paths"), "{err}");
     }
 }

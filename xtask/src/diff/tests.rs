@@ -144,6 +144,49 @@ fn operations_added_and_removed() {
 }
 
 #[test]
+fn the_events_api_is_compared_and_a_version_without_it_shows_it_added() {
+    // The base has no `/events` path at all: comparable, and the operation
+    // appears as added (removed the other way round).
+    let events = format!(
+        "{}\n  /events:\n    parameters: [{{name: resource, in: query, required: true, schema: {{type: string}}}}]\n    get: {{operationId: getEvents, responses: {{200: {{description: ok}}}}}}",
+        base_paths(PARAMS, BODY, SECURITY)
+    );
+    let added = only_change(spec(&events, WEBHOOK));
+    assert!(
+        !added.breaking && added.change == "operation added" && added.location == "GET /events",
+        "{added:?}"
+    );
+    let removed = diff(&spec(&events, WEBHOOK), &base()).unwrap();
+    assert!(
+        removed.len() == 1 && removed[0].breaking,
+        "{}",
+        render(&removed)
+    );
+    // A required path-level parameter added to getEvents is named there.
+    let sync = events.replace(
+        "[{name: resource, in: query, required: true, schema: {type: string}}]",
+        "[{name: resource, in: query, required: true, schema: {type: string}}, {name: sync, in: query, required: true, schema: {type: string}}]",
+    );
+    let changes = diff(&spec(&events, WEBHOOK), &spec(&sync, WEBHOOK)).unwrap();
+    assert!(
+        changes.len() == 1
+            && changes[0].location == "GET /events"
+            && changes[0].change == "query parameter `sync` added"
+            && changes[0].class == Class::ServerSide,
+        "{}",
+        render(&changes)
+    );
+    // Asana's real getEvents is on the surface of every vendored version.
+    for version in [history(OLD), history(NEW)] {
+        let operations = model::model(version).unwrap();
+        assert_eq!(
+            operations["GET /events"].operation_id.as_deref(),
+            Some("getEvents")
+        );
+    }
+}
+
+#[test]
 fn parameters_added_removed_and_required() {
     let optional = only_change(spec(
         &base_paths(
