@@ -215,6 +215,7 @@ impl CreateWebhook<'_> {
 
 /// A createWebhook request without its client: what the create through the
 /// handshake hands to the task that outlives its caller.
+#[cfg(feature = "receiver")]
 #[derive(Clone, Debug)]
 pub(crate) struct CreateRequest {
     request: WebhookRequest,
@@ -222,6 +223,7 @@ pub(crate) struct CreateRequest {
     opt_pretty: Option<bool>,
 }
 
+#[cfg(feature = "receiver")]
 impl<'a> CreateWebhook<'a> {
     /// Splits the builder into its client and its request.
     pub(crate) fn detach(self) -> (&'a Client, CreateRequest) {
@@ -234,6 +236,7 @@ impl<'a> CreateWebhook<'a> {
     }
 }
 
+#[cfg(feature = "receiver")]
 impl CreateRequest {
     /// The resource to watch.
     pub(crate) fn resource(&self) -> &str {
