@@ -1082,3 +1082,95 @@ fn listen_with_unread_stdout_stops_on_sigterm() {
 fn listen_with_unread_stdout_stops_on_sigint() {
     a_listener_nobody_reads_stops_on("INT");
 }
+
+#[test]
+fn status_reports_each_webhooks_health_and_what_to_do() {
+    let (_sandbox, base_url) = sandbox();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let listen = |resource: &str, name: &str| {
+        // Each listener its own directory: its inbox lives beside its secrets.
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        let secrets = dir.path().join(name).join("secrets.json");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let target = format!("http://{addr}/hooks/status");
+        let listener = Running::start_logged(
+            &[
+                "listen",
+                "--addr",
+                &addr,
+                "--resource",
+                resource,
+                "--workspace",
+                WORKSPACE,
+                "--target",
+                &target,
+                "--secrets",
+                secrets.to_str().unwrap(),
+                "--watch-interval-seconds",
+                "1",
+            ],
+            &env,
+        );
+        let created = listener.line_with("\"created\"");
+        let gid = serde_json::from_str::<serde_json::Value>(&created).unwrap()["webhook_gid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (listener, secrets, gid)
+    };
+    let (ours_listener, secrets, ours) = listen(TASK, "ours");
+    // Another receiver's webhook on the project: its secret is not ours.
+    let (_theirs, _, theirs) = listen(PROJECT, "theirs");
+    let status = |json: bool| {
+        let mut args = vec![
+            "status",
+            "--workspace",
+            WORKSPACE,
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let (code, out, err) = run(&args, &env);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let report: serde_json::Value = serde_json::from_str(status(true).trim()).unwrap();
+    let state = |report: &serde_json::Value, gid: &str| {
+        report["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["gid"] == gid)
+            .map(|w| w["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(
+        state(&report, &ours).as_deref(),
+        Some("healthy"),
+        "{report:#}"
+    );
+    assert_eq!(state(&report, &theirs).as_deref(), Some("unknown_secret"));
+    let table = status(false);
+    assert!(table.contains("unknown secret"), "{table}");
+    assert!(table.contains("delete it and create it again"), "{table}");
+
+    // Deleted at Asana: gone, with what to do.
+    let (code, _, err) = run(&["delete", &ours], &env);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(status(true).trim()).unwrap();
+    assert_eq!(state(&report, &ours).as_deref(), Some("gone"), "{report:#}");
+    // The listener's own watch says so on stderr, with what to do.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ours_listener.stderr().contains("state=gone") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logged = ours_listener.stderr();
+    assert!(logged.contains("webhook health changed"), "{logged}");
+    assert!(logged.contains("state=gone"), "{logged}");
+    assert!(logged.contains("re-create it"), "{logged}");
+}

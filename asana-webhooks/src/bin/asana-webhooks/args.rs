@@ -53,6 +53,22 @@ pub enum Command {
         #[command(flatten)]
         output: Output,
     },
+    /// The health of the webhooks of a workspace: healthy, failing, about
+    /// to be deleted, silent, gone, or unknown secret (not in the secrets
+    /// file), with Asana's delivery bookkeeping.
+    Status {
+        /// The workspace gid.
+        #[arg(long)]
+        workspace: String,
+        /// Only webhooks on this resource.
+        #[arg(long)]
+        resource: Option<String>,
+        /// The secrets file that says which webhooks this receiver can verify.
+        #[arg(long, default_value = "asana-webhooks-secrets.json")]
+        secrets: PathBuf,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Show one webhook with its delivery bookkeeping.
     Get {
         /// The webhook gid.
@@ -162,6 +178,11 @@ pub struct Listen {
     /// out again (to this or another instance).
     #[arg(long, default_value_t = 60)]
     pub lease_seconds: u64,
+    /// How often to check the health of the webhooks this listener manages
+    /// (needs --target and --workspace); each change of state is printed to
+    /// stderr. 0 turns the watch off.
+    #[arg(long, default_value_t = 300)]
+    pub watch_interval_seconds: u64,
     /// How long to wait for Asana's answer to each createWebhook (with
     /// --resource). A create still unanswered then goes on in the
     /// background for two minutes while the listener keeps listening: a

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use asana_webhooks::inbox::{DEFAULT_MAX_BYTES, FileInbox, Inbox};
+use asana_webhooks::inbox::{DEFAULT_MAX_BYTES, FileInbox, Inbox, MemoryInbox};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
@@ -102,6 +102,46 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 request = request.resource(resource);
             }
             print::webhooks(&request.collect_all().await?, *output);
+        }
+        Command::Status {
+            workspace,
+            resource,
+            secrets,
+            output,
+        } => {
+            let client = client(&cli)?;
+            let store = FileSecretStore::open(secrets).await.map_err(other)?;
+            // The targets of the workspace's webhooks (on the resource):
+            // each listed webhook is reported, unknown secret when this
+            // store cannot verify it.
+            let mut request = client.get_webhooks(workspace);
+            if let Some(resource) = resource {
+                request = request.resource(resource);
+            }
+            let mut targets: Vec<TargetKey> = request
+                .collect_all()
+                .await?
+                .iter()
+                .filter_map(|w| w.target.as_deref())
+                .filter_map(|t| TargetKey::from_url(t).ok())
+                .collect();
+            targets.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            targets.dedup();
+            let mut report = asana_webhooks::watch::check::<_, MemoryInbox>(
+                &client,
+                workspace,
+                &store,
+                &targets,
+                None,
+                &Default::default(),
+            )
+            .await?;
+            if let Some(resource) = resource {
+                report
+                    .webhooks
+                    .retain(|w| w.resource.as_deref() == Some(resource.as_str()));
+            }
+            print::health(&report, *output);
         }
         Command::Get { gid, output } => {
             let webhook = client(&cli)?
@@ -292,6 +332,23 @@ async fn serve_and_print<S: SecretStore, I: Inbox>(
             }
         }
     }
+
+    // The health of the webhooks it manages, each change logged to stderr.
+    let _watch = match (&args.target, &args.workspace) {
+        (Some(target), Some(workspace)) if ready.is_ok() && args.watch_interval_seconds > 0 => {
+            let key = TargetKey::from_url(target).map_err(other)?;
+            let watch = asana_webhooks::watch::Watch::new(
+                client(cli)?,
+                workspace,
+                store.clone(),
+                vec![key],
+            )
+            .inbox(inbox.clone())
+            .interval(Duration::from_secs(args.watch_interval_seconds));
+            Some(watch.spawn())
+        }
+        _ => None,
+    };
 
     // Runs until a stop, or until printing fails (a closed pipe).
     let mut printed = None;

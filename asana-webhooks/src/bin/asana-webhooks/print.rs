@@ -175,17 +175,23 @@ pub fn webhooks(webhooks: &[Webhook], output: Output) {
             ]
         })
         .collect();
-    let header = ["GID", "ACTIVE", "RESOURCE", "TARGET", "FILTERS"].map(String::from);
-    let widths: Vec<usize> = (0..5)
+    table(["GID", "ACTIVE", "RESOURCE", "TARGET", "FILTERS"], &rows);
+    println!("{} webhook(s)", rows.len());
+}
+
+/// Prints aligned columns under a header.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let header = header.map(String::from);
+    let widths: Vec<usize> = (0..N)
         .map(|i| {
             rows.iter()
                 .chain([&header])
-                .map(|r| r[i].len())
+                .map(|r| r[i].chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for row in [&header].into_iter().chain(&rows) {
+    for row in [&header].into_iter().chain(rows) {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
@@ -193,7 +199,67 @@ pub fn webhooks(webhooks: &[Webhook], output: Output) {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
-    println!("{} webhook(s)", rows.len());
+}
+
+/// The health table of `asana-webhooks status`.
+pub fn health(report: &asana_webhooks::watch::HealthReport, output: Output) {
+    if output.json {
+        json_line(&serde_json::to_value(report).expect("a report serialises"));
+        return;
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        or_dash(t.map(|t| t.format("%Y-%m-%d %H:%M:%SZ")))
+    };
+    let rows: Vec<[String; 8]> = report
+        .webhooks
+        .iter()
+        .map(|w| {
+            let failure = match (&w.last_failure_at, &w.last_failure_content) {
+                (Some(at), content) => format!(
+                    "{} {}",
+                    at.format("%Y-%m-%d %H:%M:%SZ"),
+                    content
+                        .as_deref()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                ),
+                (None, _) => "-".into(),
+            };
+            [
+                w.gid.clone(),
+                w.state.to_string(),
+                or_dash(w.resource.as_deref()),
+                time(w.last_success_at),
+                failure,
+                or_dash(w.delivery_retry_count),
+                time(w.failure_deletion_timestamp),
+                time(w.last_heartbeat_seen),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "GID",
+            "STATE",
+            "RESOURCE",
+            "LAST SUCCESS",
+            "LAST FAILURE",
+            "RETRIES",
+            "DELETION",
+            "HEARTBEAT SEEN",
+        ],
+        &rows,
+    );
+    for w in report.webhooks.iter().filter(|w| w.state.is_bad()) {
+        println!("{} is {}: {}; {}", w.gid, w.state, w.why, w.advice);
+    }
+    println!(
+        "{} webhook(s), {} request(s) to Asana",
+        rows.len(),
+        report.requests
+    );
 }
 
 /// One webhook with every field.
