@@ -1,11 +1,13 @@
-//! Building a [`Client`]: token, base URL, user agent, TLS and timeouts.
+//! Building a [`Client`]: token source, base URL, user agent, TLS and
+//! timeouts; and the hooks every request runs through.
 
-use std::fmt;
 use std::time::Duration;
 
 use progenitor_client::{ClientHooks, OperationInfo};
+use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue, USER_AGENT};
 
+use crate::auth::{self, Authorizer, OAuthRefresh, Token, TokenSource};
 use crate::error::Error;
 use crate::generated;
 use crate::request_settings::RequestSettings;
@@ -19,81 +21,6 @@ pub const DEFAULT_BASE_URL: &str = "https://app.asana.com/api/1.0";
 
 /// The user agent sent unless another one is configured.
 pub const DEFAULT_USER_AGENT: &str = concat!("asana-webhooks/", env!("CARGO_PKG_VERSION"));
-
-/// An Asana access token, sent as `Authorization: Bearer …`.
-///
-/// Its `Debug` output never shows the token, and the header built from it is
-/// marked sensitive so that HTTP-level logging redacts it too.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token {
-    kind: TokenKind,
-    secret: String,
-}
-
-/// Where a [`Token`] came from; both kinds are sent the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TokenKind {
-    /// A personal access token from the Asana developer console.
-    PersonalAccessToken,
-    /// An OAuth access token obtained for a user.
-    OAuthAccessToken,
-}
-
-impl Token {
-    /// A personal access token.
-    pub fn personal_access_token(token: impl Into<String>) -> Self {
-        Self {
-            kind: TokenKind::PersonalAccessToken,
-            secret: token.into(),
-        }
-    }
-
-    /// An OAuth access token.
-    pub fn oauth_access_token(token: impl Into<String>) -> Self {
-        Self {
-            kind: TokenKind::OAuthAccessToken,
-            secret: token.into(),
-        }
-    }
-
-    /// Which kind of token this is.
-    pub fn kind(&self) -> TokenKind {
-        self.kind
-    }
-
-    fn header(&self) -> Result<HeaderValue, Error> {
-        let mut value =
-            HeaderValue::try_from(format!("Bearer {}", self.secret.trim())).map_err(|_| {
-                Error::Config("the token contains characters not allowed in an HTTP header".into())
-            })?;
-        value.set_sensitive(true);
-        Ok(value)
-    }
-}
-
-impl From<String> for Token {
-    /// Treats the string as a personal access token.
-    fn from(token: String) -> Self {
-        Token::personal_access_token(token)
-    }
-}
-
-impl From<&str> for Token {
-    /// Treats the string as a personal access token.
-    fn from(token: &str) -> Self {
-        Token::personal_access_token(token)
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Token")
-            .field("kind", &self.kind)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
 
 /// A client for Asana's webhook API.
 ///
@@ -136,7 +63,7 @@ impl Client {
 /// Settings for a [`Client`]; start with [`Client::builder`].
 #[derive(Debug)]
 pub struct ClientBuilder {
-    token: Option<Token>,
+    source: Option<TokenSource>,
     base_url: String,
     user_agent: String,
     timeout: Duration,
@@ -151,7 +78,7 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         Self {
-            token: None,
+            source: None,
             base_url: DEFAULT_BASE_URL.to_string(),
             user_agent: DEFAULT_USER_AGENT.to_string(),
             timeout: Duration::from_secs(60),
@@ -166,9 +93,51 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// The access token (required).
+    /// A fixed access token: a personal access token, or an OAuth access
+    /// token used as it is. This, [`ClientBuilder::oauth`] or
+    /// [`ClientBuilder::token_source`] is required; the last call wins.
     pub fn token(mut self, token: impl Into<Token>) -> Self {
-        self.token = Some(token.into());
+        self.source = Some(TokenSource::Fixed(token.into()));
+        self
+    }
+
+    /// OAuth access tokens obtained with a refresh token, for a client that
+    /// runs longer than an access token's hour: a token is replaced before
+    /// it expires, and once more when Asana answers 401 (the request is then
+    /// sent again, once). One refresh runs at a time, shared by every
+    /// request of the client (and of its clones). A refresh that fails
+    /// makes the request fail with [`Error::Auth`].
+    ///
+    /// Refreshes use the same HTTP settings as the API requests (the
+    /// [`ClientBuilder::reqwest_client`] when one is given; otherwise a
+    /// client with this builder's timeouts and certificates that does not
+    /// follow redirects, so the secrets go nowhere but the token URL).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), asana_webhooks::Error> {
+    /// use asana_webhooks::{Client, OAuthRefresh};
+    ///
+    /// let client = Client::builder()
+    ///     .oauth(OAuthRefresh::new(
+    ///         std::env::var("ASANA_CLIENT_ID").unwrap_or_default(),
+    ///         std::env::var("ASANA_CLIENT_SECRET").unwrap_or_default(),
+    ///         std::env::var("ASANA_REFRESH_TOKEN").unwrap_or_default(),
+    ///     ))
+    ///     .build()?;
+    /// // Months later, still authorized: each request carries a current token.
+    /// let page = client.get_webhooks("1331").send().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn oauth(mut self, refresh: OAuthRefresh) -> Self {
+        self.source = Some(TokenSource::OAuth(refresh));
+        self
+    }
+
+    /// Where the access token comes from: a [`Token`] or an
+    /// [`OAuthRefresh`] (see [`ClientBuilder::token`] and
+    /// [`ClientBuilder::oauth`]).
+    pub fn token_source(mut self, source: impl Into<TokenSource>) -> Self {
+        self.source = Some(source.into());
         self
     }
 
@@ -235,8 +204,10 @@ impl ClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
-        let token = self.token.ok_or_else(|| {
-            Error::Config("no token: call ClientBuilder::token with an Asana access token".into())
+        let source = self.source.ok_or_else(|| {
+            Error::Config(
+                "no token: call ClientBuilder::token with an Asana access token, or ClientBuilder::oauth with a refresh token".into(),
+            )
         })?;
         let base_url = self.base_url.trim_end_matches('/').to_string();
         let parsed = url::Url::parse(&base_url)
@@ -248,28 +219,51 @@ impl ClientBuilder {
         }
         let user_agent = HeaderValue::try_from(self.user_agent)
             .map_err(|_| Error::Config("the user agent is not a valid header value".into()))?;
-        let http = match self.http {
-            Some(http) => http,
-            None => reqwest::Client::builder()
+        let http_client = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
                 .timeout(self.timeout)
                 .connect_timeout(self.connect_timeout)
-                .tls_certs_merge(self.root_certificates)
+                .tls_certs_merge(self.root_certificates.iter().cloned())
+                .redirect(redirects)
                 .build()
-                .map_err(|e| Error::Config(format!("the HTTP client could not be built: {e}")))?,
+                .map_err(|e| Error::Config(format!("the HTTP client could not be built: {e}")))
+        };
+        let http = match &self.http {
+            Some(http) => http.clone(),
+            None => http_client(reqwest::redirect::Policy::default())?,
+        };
+        let auth = match source {
+            TokenSource::Fixed(token) => Authorizer::fixed(token.header().ok_or_else(|| {
+                Error::Config("the token contains characters not allowed in an HTTP header".into())
+            })?),
+            TokenSource::OAuth(refresh) => {
+                let token_http = match &self.http {
+                    Some(http) => http.clone(),
+                    None => http_client(reqwest::redirect::Policy::none())?,
+                };
+                Authorizer::oauth(refresh, token_http).map_err(Error::Config)?
+            }
         };
         let limits = Limits::new(self.max_reads, self.max_writes);
-        let settings = RequestSettings::new(token.header()?, user_agent, self.retry, limits);
+        let settings = RequestSettings::new(auth, user_agent, self.retry, limits);
         Ok(Client {
             api: generated::Client::new_with_client(&base_url, http, settings),
         })
     }
 }
 
-/// The hooks every generated operation runs through: authentication, the
-/// wire fixes of [`crate::wire_fixes`], the user agent, and (in `exec`) the
-/// retries and concurrency limits of [`crate::retry`]. The generated client
-/// is built with `HooksMode::Expected`, so an operation that bypassed them
-/// would not compile.
+/// The hooks every generated operation runs through: the wire fixes of
+/// [`crate::wire_fixes`] and the user agent (in `pre`); authentication, the
+/// retries and concurrency limits of [`crate::retry`], and the one refresh
+/// and second try after a 401 with an OAuth token source (in `exec`). The
+/// generated client is built with `HooksMode::Expected`, so an operation
+/// that bypassed them would not compile.
+///
+/// Authentication happens in `exec` rather than `pre` because a token
+/// source can fail (a refused refresh), and `pre` can only fail with
+/// progenitor's string errors: `exec` answers such a request with a
+/// stand-in 401 that carries the [`crate::AuthError`], which
+/// [`Error::from_generated`] turns into [`Error::Auth`].
 impl ClientHooks<RequestSettings> for generated::Client {
     async fn pre<E>(
         &self,
@@ -279,7 +273,6 @@ impl ClientHooks<RequestSettings> for generated::Client {
         wire_fixes::join_comma_params(request.url_mut());
         let headers = request.headers_mut();
         wire_fixes::strip_undeclared_headers(headers);
-        headers.insert(AUTHORIZATION, self.inner.authorization.clone());
         headers.insert(USER_AGENT, self.inner.user_agent.clone());
         Ok(())
     }
@@ -292,15 +285,82 @@ impl ClientHooks<RequestSettings> for generated::Client {
         // Boxed: the retry loop holds reqwest's request future and a spare
         // request; inline, they would make every operation's future (and
         // each move of it) kilobytes larger.
-        Box::pin(retry::execute(
-            &self.client,
-            &self.inner.retry,
-            &self.inner.limits,
-            request,
-            info.operation_id,
-        ))
-        .await
+        Box::pin(send_authorized(self, request, info.operation_id)).await
     }
+}
+
+/// Sends `request` with the token source's current `Authorization`
+/// through the retry loop. With an OAuth source, a 401 answer gets one
+/// refresh (shared with any other request that saw the same token refused)
+/// and one more try; a 401 to that try is marked, for its error's hint.
+async fn send_authorized(
+    api: &generated::Client,
+    mut request: reqwest::Request,
+    operation: &'static str,
+) -> reqwest::Result<reqwest::Response> {
+    let settings = &api.inner;
+    let authorization = match settings.auth.current().await {
+        Ok(authorization) => authorization,
+        Err(error) => return Ok(auth::failure_response(error)),
+    };
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, authorization.header.clone());
+    let second_try = if settings.auth.refreshes() {
+        retry::spare_copy(&request)
+    } else {
+        None
+    };
+    let outcome = send(api, request, operation).await;
+    let Some(mut second_try) = second_try else {
+        return outcome;
+    };
+    let unauthorized = outcome
+        .as_ref()
+        .is_ok_and(|response| response.status() == StatusCode::UNAUTHORIZED);
+    if !unauthorized {
+        return outcome;
+    }
+    drop(outcome);
+    tracing::info!(
+        operation,
+        "Asana refused the OAuth access token (401): refreshing it and sending the request once more"
+    );
+    let authorization = match settings.auth.after_unauthorized(&authorization).await {
+        Ok(authorization) => authorization,
+        Err(error) => return Ok(auth::failure_response(error)),
+    };
+    second_try
+        .headers_mut()
+        .insert(AUTHORIZATION, authorization.header);
+    let mut outcome = send(api, second_try, operation).await;
+    if let Ok(response) = &mut outcome
+        && response.status() == StatusCode::UNAUTHORIZED
+    {
+        tracing::warn!(
+            operation,
+            "Asana refused a freshly refreshed OAuth access token (401)"
+        );
+        response.extensions_mut().insert(auth::RefusedAfterRefresh);
+    }
+    outcome
+}
+
+/// One request through the retry loop and the concurrency limits.
+async fn send(
+    api: &generated::Client,
+    request: reqwest::Request,
+    operation: &'static str,
+) -> reqwest::Result<reqwest::Response> {
+    let settings = &api.inner;
+    retry::execute(
+        &api.client,
+        &settings.retry,
+        &settings.limits,
+        request,
+        operation,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -126,8 +126,9 @@
 //! operations         the builders users call, over the generated ones
 //! client             Client, ClientBuilder, the hooks every request runs through
 //! generated          progenitor's output (types, raw client)
-//! request_settings   what every request carries: token, user agent, retries, limits
+//! request_settings   what every request carries: token source, user agent, retries, limits
 //! error              Error, ApiError, HandshakeError
+//! auth               token sources: a fixed token, or OAuth refresh (oauth2)
 //! retry              retry policy, concurrency limits, which answers to retry
 //! secrets            SecretStore: memory and file stores, atomic files
 //! signature          X-Hook-Signature: HMAC-SHA256 of the raw body
@@ -143,6 +144,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 mod client;
 mod error;
 pub mod event;
@@ -178,7 +180,10 @@ mod wire_fixes;
 #[allow(missing_docs, clippy::all, rustdoc::all)]
 pub mod generated;
 
-pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_USER_AGENT, Token, TokenKind};
+pub use auth::{
+    ASANA_TOKEN_URL, AuthError, DEFAULT_REFRESH_MARGIN, OAuthRefresh, Token, TokenKind, TokenSource,
+};
+pub use client::{Client, ClientBuilder, DEFAULT_BASE_URL, DEFAULT_USER_AGENT};
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub use error::HandshakeError;

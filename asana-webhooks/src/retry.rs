@@ -223,7 +223,7 @@ pub(crate) async fn execute(
 /// timeout entry into the copy's extension map (an allocation per request):
 /// the timeout is set only when the original has one, and the generated
 /// requests carry no other extension.
-fn spare_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
+pub(crate) fn spare_copy(request: &reqwest::Request) -> Option<reqwest::Request> {
     if request.body().is_some() {
         return request.try_clone();
     }

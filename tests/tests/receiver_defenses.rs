@@ -689,3 +689,376 @@ async fn a_flood_of_handshakes_is_answered_but_written_down_only_up_to_the_limit
     let span = store.unrecorded_handshakes(&key).await.unwrap().unwrap();
     assert!(span.first <= span.last);
 }
+
+/// Serves a receiver built by `builder` on 127.0.0.1 with
+/// `Receiver::serve`; returns its address and the notifications.
+async fn serve_built(
+    builder: asana_webhooks::receiver::ReceiverBuilder<MemorySecretStore>,
+) -> (std::net::SocketAddr, Notifications) {
+    let (receiver, notifications) = builder.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(receiver.serve(listener, std::future::pending()));
+    (addr, notifications)
+}
+
+/// A store that knows the secret `s` for the target `/genuine`.
+async fn genuine_store() -> MemorySecretStore {
+    let store = MemorySecretStore::new();
+    store
+        .save(StoredSecret::new(
+            TargetKey::from_path_and_query("/genuine"),
+            "1",
+            HookSecret::new("s"),
+        ))
+        .await
+        .unwrap();
+    store
+}
+
+/// Plays one of many useless clients: connects, and every `every` sends
+/// an unsigned `GET` on the same connection for as long as the server keeps
+/// it open, then connects again. Bounded by `until` and in rounds.
+async fn useless_client(addr: std::net::SocketAddr, every: Duration, until: tokio::time::Instant) {
+    for _ in 0..1000 {
+        if tokio::time::Instant::now() >= until {
+            return;
+        }
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                .await
+        else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        for _ in 0..1000 {
+            tokio::time::sleep(every).await;
+            if tokio::time::Instant::now() >= until
+                || stream
+                    .write_all(b"GET /genuine HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+            let mut buf = [0u8; 1024];
+            match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                    if answer.contains("connection: close") {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One signed delivery on a fresh connection; its status, or `None` when
+/// no answer came within `limit`.
+async fn signed_delivery(addr: std::net::SocketAddr, limit: Duration) -> Option<u16> {
+    let body = events_body();
+    let signature = hmac_hex("s", body.as_bytes());
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(limit)
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("http://{addr}/genuine"))
+        .header("X-Hook-Signature", signature)
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+// 8. Many keep-alive connections that only ever send unsigned requests
+// hold every connection slot, and Asana's deliveries wait in the backlog.
+#[tokio::test]
+async fn useless_keep_alive_connections_do_not_keep_genuine_deliveries_out() {
+    let (addr, mut notifications) =
+        serve_built(Receiver::builder(genuine_store().await).max_connections(64)).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(20);
+    // Almost four times as many useless clients as there are slots, each
+    // sending a GET every 2 s: even if each lost its connection at its
+    // first GET, those waiting for a slot would fill it for longer than
+    // the deliveries may wait, unless slots are taken back.
+    let useless: Vec<_> = (0..240)
+        .map(|_| tokio::spawn(useless_client(addr, Duration::from_secs(2), until)))
+        .collect();
+    // Let them take the slots.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let started = std::time::Instant::now();
+    let deliveries = (0..6).map(|_| tokio::spawn(signed_delivery(addr, Duration::from_secs(4))));
+    let answers: Vec<Option<u16>> = futures::future::join_all(deliveries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let took = started.elapsed();
+    for client in &useless {
+        client.abort();
+    }
+    eprintln!("6 genuine deliveries among 240 useless connections: {answers:?} in {took:?}");
+    assert_eq!(
+        answers,
+        vec![Some(200); 6],
+        "every genuine delivery is answered within 4 s"
+    );
+    for _ in 0..6 {
+        assert!(matches!(
+            next(&mut notifications).await,
+            Notification::Events { .. }
+        ));
+    }
+}
+
+/// A request with a body, as raw bytes.
+fn raw_post(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+}
+
+// 9. A refused request keeps its connection, for the next useless one.
+#[tokio::test]
+async fn every_refusal_closes_its_connection() {
+    // Long idle and header timeouts: only the refusal can close.
+    let (addr, _notifications) = serve_built(
+        Receiver::builder(genuine_store().await)
+            .header_read_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    let body = events_body();
+    let good = hmac_hex("s", body.as_bytes());
+    let wrong = hmac_hex("not-the-secret", body.as_bytes());
+    let cases = [
+        ("GET /genuine HTTP/1.1\r\nHost: x\r\n\r\n".to_string(), 405),
+        (raw_post("/genuine", "", &body), 401),
+        (
+            raw_post("/genuine", &format!("X-Hook-Signature: {wrong}\r\n"), &body),
+            401,
+        ),
+        (
+            raw_post("/unknown", &format!("X-Hook-Signature: {good}\r\n"), &body),
+            401,
+        ),
+        (raw_post("/genuine", "X-Hook-Secret: forged\r\n", ""), 403),
+        (raw_post("/genuine", "X-Hook-Secret: \r\n", ""), 400),
+        (
+            "POST /genuine HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n".to_string(),
+            413,
+        ),
+    ];
+    for (request, status) in cases {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answer = closed_within(&mut stream, Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|| panic!("{status}: the connection is closed after the refusal"));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{answer}"
+        );
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+
+    // A genuine delivery keeps its connection for the next one.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = raw_post("/genuine", &format!("X-Hook-Signature: {good}\r\n"), &body);
+    for _ in 0..2 {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 200 "), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+    }
+}
+
+// 10. A client that pipelines requests and never reads the answers holds
+// its connection for good: once the answers fill the buffers hyper stops
+// reading, and with it its header and idle timers.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_connection() {
+    // Handshakes echo their 4 kB secret: answers as large as the requests.
+    let (addr, _notifications) = serve_built(
+        Receiver::builder(MemorySecretStore::new())
+            .accept_handshakes_outside_window(true)
+            .header_read_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(30))
+            .write_timeout(Duration::from_millis(300)),
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = raw_post(
+        "/pipelined",
+        &format!("X-Hook-Secret: {}\r\n", "s".repeat(4000)),
+        "",
+    );
+    // Batches of pipelined requests until the connection is dropped; once
+    // the server stops reading, a write waits until then.
+    let batch = request.repeat(10);
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
+    let mut sent = 0usize;
+    let dropped = tokio::time::timeout(Duration::from_secs(5), async {
+        for _ in 0..10_000 {
+            if let Err(e) = stream.write_all(batch.as_bytes()).await {
+                return Some(e);
+            }
+            sent += 10;
+            last_progress = std::time::Instant::now();
+        }
+        None
+    })
+    .await;
+    let stalled_for = last_progress.elapsed();
+    eprintln!(
+        "{sent} pipelined requests written in {:?}, the connection dropped {stalled_for:?} after the last write went through, {:?} after the start: {dropped:?}",
+        last_progress - started,
+        started.elapsed(),
+    );
+    assert!(
+        matches!(dropped, Ok(Some(_))),
+        "the connection is dropped: {dropped:?}"
+    );
+    assert!(
+        stalled_for < Duration::from_millis(300 + 1000),
+        "within the write timeout of the last write, not {stalled_for:?}"
+    );
+}
+
+// 11. A connection that keeps sending genuine requests lives for good.
+#[tokio::test]
+async fn a_connection_is_closed_at_its_maximum_age() {
+    let (addr, _notifications) = serve_built(
+        Receiver::builder(genuine_store().await)
+            .header_read_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(30))
+            .max_connection_age(Duration::from_millis(500)),
+    )
+    .await;
+    let body = r#"{"events":[]}"#;
+    let request = raw_post(
+        "/genuine",
+        &format!("X-Hook-Signature: {}\r\n", hmac_hex("s", body.as_bytes())),
+        body,
+    );
+    let opened = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut answered = 0;
+    for _ in 0..30 {
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                let answer = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                assert!(answer.starts_with("http/1.1 200 "), "{answer}");
+                answered += 1;
+                if answer.contains("connection: close") {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(_) => panic!("no answer"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let age = opened.elapsed();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "closed"
+    );
+    assert!(answered >= 3, "served until its age: {answered}");
+    assert!(
+        age >= Duration::from_millis(500) && age < Duration::from_millis(1500),
+        "closed at its maximum age, not after {age:?}"
+    );
+}
+
+// 12. One address takes every slot.
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let (addr, mut notifications) = serve_built(
+        Receiver::builder(genuine_store().await)
+            .header_read_timeout(Duration::from_secs(30))
+            .idle_timeout(Duration::from_secs(30))
+            .body_read_timeout(Duration::from_secs(30))
+            .max_connections_per_ip(4),
+    )
+    .await;
+    // Four connections that send nothing fill this address's share…
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // …and a delivery takes the place of one of them.
+    assert_eq!(
+        signed_delivery(addr, Duration::from_secs(2)).await,
+        Some(200)
+    );
+    assert!(matches!(
+        next(&mut notifications).await,
+        Notification::Events { .. }
+    ));
+    let mut closed = 0;
+    for stream in &mut idle {
+        if closed_within(stream, Duration::from_millis(200))
+            .await
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "an idle connection made room");
+    drop(idle);
+
+    // Four uploads in progress are busy: a fifth connection from the same
+    // address is closed at once, unanswered.
+    let head = format!(
+        "POST /genuine HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nX-Hook-Signature: {}\r\n\r\n{{",
+        "a".repeat(64)
+    );
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fifth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = closed_within(&mut fifth, Duration::from_secs(1))
+        .await
+        .expect("closed at once");
+    assert_eq!(answer, "", "closed without an answer");
+    for stream in &mut busy {
+        assert!(
+            closed_within(stream, Duration::from_millis(100))
+                .await
+                .is_none(),
+            "the uploads in progress are left alone"
+        );
+    }
+}

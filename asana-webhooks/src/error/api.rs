@@ -43,6 +43,7 @@ pub struct ApiError {
     errors: Vec<AsanaError>,
     retry_after: Option<Duration>,
     body_excerpt: Option<String>,
+    refused_after_refresh: bool,
 }
 
 impl ApiError {
@@ -63,6 +64,7 @@ impl ApiError {
                 errors: parsed.errors,
                 retry_after,
                 body_excerpt: None,
+                refused_after_refresh: false,
             },
             Err(_) => {
                 let text = String::from_utf8_lossy(body);
@@ -76,6 +78,7 @@ impl ApiError {
                     errors: Vec::new(),
                     retry_after,
                     body_excerpt: Some(excerpt),
+                    refused_after_refresh: false,
                 }
             }
         }
@@ -111,6 +114,19 @@ impl ApiError {
         self.body_excerpt.as_deref()
     }
 
+    /// Marks a 401 that refused an OAuth access token obtained just before
+    /// (after a first 401), for its hint.
+    pub(crate) fn refused_after_refresh(mut self) -> Self {
+        self.refused_after_refresh = true;
+        self
+    }
+
+    /// Whether Asana refused even a freshly refreshed OAuth access token
+    /// (a 401 to the second try that follows a refresh).
+    pub fn is_refused_after_refresh(&self) -> bool {
+        self.refused_after_refresh
+    }
+
     /// Whether this is Asana's answer to creating a webhook that exists
     /// already (same resource and target for the same user).
     pub fn is_duplicate_webhook(&self) -> bool {
@@ -123,6 +139,9 @@ impl ApiError {
     /// What to do about this error, in one sentence, when there is advice.
     pub fn hint(&self) -> Option<&'static str> {
         Some(match self.status.as_u16() {
+            401 if self.refused_after_refresh => {
+                "Asana refused a freshly refreshed OAuth access token too: the refresh token may be revoked or the user may have removed the app's access; have the user authorize the app again"
+            }
             401 => "check the token: it is missing, revoked or expired",
             402 => "this feature needs a paid Asana plan",
             403 if self.is_duplicate_webhook() => {

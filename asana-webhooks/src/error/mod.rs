@@ -32,6 +32,11 @@ pub enum Error {
     /// The client could not be built from the settings given.
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// No access token could be obtained: the OAuth refresh was refused
+    /// (wrong client secret, revoked refresh token) or the token endpoint
+    /// could not be reached. Nothing was sent to the API.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// The request never got an answer: connection refused, TLS failure,
     /// timeout, or the connection broke while the body was read.
     #[error("could not reach Asana: {}", source_chain(.0))]
@@ -88,6 +93,7 @@ impl Error {
         match self {
             Error::Api(api) => is_retryable_status(api.status()),
             Error::Transport(e) => e.is_connect() || e.is_timeout() || e.is_request(),
+            Error::Auth(e) => e.is_retryable(),
             _ => false,
         }
     }
@@ -128,7 +134,8 @@ impl Error {
     /// into this crate's: a non-2xx answer becomes [`Error::Api`] with
     /// Asana's `errors` and `Retry-After` (its body is read here, hence
     /// `async`), a broken connection [`Error::Transport`], a body that does
-    /// not decode [`Error::Decode`].
+    /// not decode [`Error::Decode`], a request for which no OAuth access
+    /// token could be obtained [`Error::Auth`].
     ///
     /// ```no_run
     /// # async fn run(client: asana_webhooks::Client) -> Result<(), asana_webhooks::Error> {
@@ -162,7 +169,21 @@ impl Error {
             G::UnexpectedResponse(response) if response.status().is_success() => Error::Decode {
                 message: format!("unexpected success status {}", response.status()),
             },
-            G::UnexpectedResponse(response) => Error::Api(ApiError::from_response(response).await),
+            G::UnexpectedResponse(response) => {
+                let extensions = response.extensions();
+                if let Some(failure) = extensions.get::<crate::auth::AuthFailure>() {
+                    return Error::Auth(failure.0.clone());
+                }
+                let refreshed = extensions
+                    .get::<crate::auth::RefusedAfterRefresh>()
+                    .is_some();
+                let api = ApiError::from_response(response).await;
+                Error::Api(if refreshed {
+                    api.refused_after_refresh()
+                } else {
+                    api
+                })
+            }
         }
     }
 }

@@ -56,8 +56,10 @@ fn too_large() -> Response {
     ))
 }
 
-/// Marks an answer given before the body was read in full: the connection
-/// is closed after it, instead of waiting for a body nobody will read.
+/// Marks a refusal (every 4xx answer): the connection is closed after it,
+/// so a client that sends nothing genuine keeps no connection slot, and an
+/// answer given before the body was read in full does not wait for a body
+/// nobody will read.
 fn unread(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::CONNECTION,
@@ -74,10 +76,10 @@ pub(super) async fn handle<S: SecretStore>(
     body: Body,
 ) -> Response {
     if method != Method::POST {
-        return answer(
+        return unread(answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "webhook endpoints accept POST only\n",
-        );
+        ));
     }
     let inner = &receiver.inner;
     let declared = headers
@@ -145,10 +147,10 @@ async fn handshake<S: SecretStore>(
         }
         Ok(_) => {
             refusal!(HANDSHAKE_REFUSED, %target, "refused a handshake: no webhook registration is in flight for this target");
-            return answer(
+            return unread(answer(
                 StatusCode::FORBIDDEN,
                 "no webhook registration is in flight for this target\n",
-            );
+            ));
         }
         Err(e) => return store_unavailable(target, &e),
     }
@@ -187,10 +189,10 @@ async fn read_body<S: SecretStore>(
     match tokio::time::timeout(inner.limits.body_read_timeout, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(_)) => Err(BodyError::Answer(answer(
+        Ok(Err(_)) => Err(BodyError::Answer(unread(answer(
             StatusCode::BAD_REQUEST,
             "the body could not be read\n",
-        ))),
+        )))),
         Err(_) => {
             refusal!(SLOW_BODY, %target, "a request body was not sent within the read timeout");
             Err(BodyError::Answer(unread(answer(
@@ -326,7 +328,10 @@ async fn delivery<S: SecretStore>(
     let webhook_gid = match verified {
         None => {
             refusal!(BAD_SIGNATURE, %target, "refused a delivery: the signature matches no secret of this target");
-            return answer(StatusCode::UNAUTHORIZED, "invalid X-Hook-Signature\n");
+            return unread(answer(
+                StatusCode::UNAUTHORIZED,
+                "invalid X-Hook-Signature\n",
+            ));
         }
         Some(Verified::Stored(record)) => record.webhook_gid,
         Some(Verified::Pending) => None,
@@ -342,7 +347,7 @@ async fn delivery<S: SecretStore>(
 
 fn not_json(target: &TargetKey, webhook_gid: Option<&str>, error: &serde_json::Error) -> Response {
     tracing::error!(%target, webhook_gid = webhook_gid.unwrap_or("-"), %error, "a verified delivery is not JSON");
-    answer(StatusCode::BAD_REQUEST, "the body is not JSON\n")
+    unread(answer(StatusCode::BAD_REQUEST, "the body is not JSON\n"))
 }
 
 fn not_confirmed(target: &TargetKey) -> Response {

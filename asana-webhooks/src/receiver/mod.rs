@@ -34,10 +34,15 @@
 //!
 //! # Serving
 //!
-//! [`Receiver::serve`] runs the router with limits that slow or idle
-//! clients cannot exhaust: a header read timeout, an idle timeout for
-//! kept-alive connections, and a connection limit (see
-//! [`ReceiverBuilder::header_read_timeout`]). The body read timeout is part
+//! [`Receiver::serve`] runs the router with limits that slow, idle or
+//! useless clients cannot exhaust: a header read timeout, an idle timeout
+//! for kept-alive connections, a write timeout for clients that do not take
+//! their answers, a maximum connection age, and connection limits, overall
+//! and per peer address, under which a new client takes the place of the
+//! connection that has waited longest for a request (see
+//! [`ReceiverBuilder::header_read_timeout`] and the setters after it).
+//! Every refusal (4xx) is answered `Connection: close`, so a client that
+//! sends nothing genuine keeps no connection. The body read timeout is part
 //! of the router itself. Mounting [`Receiver::router`] in your own server,
 //! give that server the same protection: with hyper, a `timer` and
 //! `header_read_timeout` on the HTTP/1 connection builder and a limit on
@@ -84,6 +89,18 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The default largest number of open connections: 1024.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The default largest number of open connections from one peer address:
+/// 128.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 128;
+
+/// The default time a client has to take a response before its connection
+/// is dropped: 10 s.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The default age after which a connection is closed once its request in
+/// flight is answered: 5 minutes.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 /// What the receiver hands to your code.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,7 +162,10 @@ pub(crate) struct Limits {
     pub(crate) body_read_timeout: Duration,
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_connection_age: Duration,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: usize,
 }
 
 impl<S: SecretStore> ReceiverBuilder<S> {
@@ -175,10 +195,44 @@ impl<S: SecretStore> ReceiverBuilder<S> {
         self
     }
 
-    /// The most connections served at once (default 1024, at least 1);
-    /// further clients wait to be accepted. Used by [`Receiver::serve`].
+    /// How long a client may leave a response untaken before its
+    /// connection is dropped (default 10 s): the clock runs while output
+    /// waits for the client to drain it, so one that pipelines requests and
+    /// never reads the answers cannot hold its connection. Used by
+    /// [`Receiver::serve`].
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.write_timeout = timeout;
+        self
+    }
+
+    /// The age after which a connection is closed, as soon as the request
+    /// in flight (if any) is answered (default 5 minutes): no client keeps
+    /// a connection for good. Used by [`Receiver::serve`].
+    pub fn max_connection_age(mut self, age: Duration) -> Self {
+        self.limits.max_connection_age = age;
+        self
+    }
+
+    /// The most connections served at once (default 1024, at least 1).
+    /// When all are taken, a new client takes the place of the connection
+    /// that has waited longest for a request; it waits to be accepted only
+    /// while every connection has a request in flight (or opened in the
+    /// last 100 ms). Used by [`Receiver::serve`].
     pub fn max_connections(mut self, max: usize) -> Self {
         self.limits.max_connections = max.max(1);
+        self
+    }
+
+    /// The most connections served at once for one peer address, IPv6
+    /// peers counted by /64 network (default 128, at least 1). A client
+    /// over it takes the place of its address's connection that has waited
+    /// longest for a request, or is closed at once if they are all busy.
+    /// Asana delivers from a few addresses with far fewer requests in
+    /// flight; behind a reverse proxy, where every connection comes from
+    /// the proxy, set it to [`max_connections`](Self::max_connections).
+    /// Used by [`Receiver::serve`].
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.limits.max_connections_per_ip = max.max(1);
         self
     }
 
@@ -340,7 +394,10 @@ impl<S: SecretStore> Receiver<S> {
                 body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
                 header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
                 idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                write_timeout: DEFAULT_WRITE_TIMEOUT,
+                max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
                 max_connections: DEFAULT_MAX_CONNECTIONS,
+                max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             },
         }
     }
@@ -360,7 +417,7 @@ impl<S: SecretStore> Receiver<S> {
     }
 
     /// Serves the receiver alone on `listener` until `shutdown` completes,
-    /// with the header, idle and connection limits of the builder. On
+    /// with the time and connection limits of the builder. On
     /// shutdown it stops accepting, lets the requests in flight finish
     /// (each one answered), and returns.
     ///

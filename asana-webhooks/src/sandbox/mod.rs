@@ -16,7 +16,9 @@
 //!
 //! Besides Asana's API it has one control endpoint,
 //! `POST /sandbox/events` with `{"resource", "action", "parent"?, "field"?}`,
-//! which emits an event as if someone had changed that resource.
+//! which emits an event as if someone had changed that resource; and, as
+//! Asana, an OAuth token endpoint `POST /-/oauth_token` that issues access
+//! tokens expiring on the sandbox clock ([`SandboxBuilder::oauth`]).
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -35,6 +37,7 @@ mod clock;
 mod emit;
 mod failure;
 mod model;
+mod oauth;
 mod offsets;
 mod render;
 mod routes;
@@ -47,6 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use model::EmittedEvent;
+pub use oauth::OAuthCounts;
 
 /// The objects every sandbox starts with, at fixed gids.
 pub mod seed {
@@ -78,6 +82,7 @@ pub struct SandboxBuilder {
     offset_ttl: Duration,
     create_answer_delay: Duration,
     clock_ahead: Duration,
+    oauth: oauth::Settings,
 }
 
 /// A running sandbox. Dropping it stops the server.
@@ -85,6 +90,7 @@ pub struct SandboxBuilder {
 pub struct Sandbox {
     addr: SocketAddr,
     state: Arc<state::Sandbox>,
+    oauth: Arc<oauth::Endpoint>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -105,6 +111,7 @@ impl Sandbox {
             offset_ttl: Duration::from_secs(600),
             create_answer_delay: Duration::ZERO,
             clock_ahead: Duration::ZERO,
+            oauth: oauth::Settings::default(),
         }
     }
 
@@ -179,20 +186,23 @@ impl SandboxBuilder {
     pub async fn start(self, addr: &str) -> std::io::Result<Sandbox> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let clock = clock::Clock::new(self.time_scale, self.clock_ahead);
+        let oauth = oauth::Endpoint::new(self.oauth, clock);
         let state = state::Sandbox::new(state::Settings {
-            clock: clock::Clock::new(self.time_scale, self.clock_ahead),
+            clock,
             rate_limit_every: self.rate_limit_every,
             retry_after: self.retry_after,
             offset_ttl: self.offset_ttl,
             create_answer_delay: self.create_answer_delay,
         });
-        let app = routes::router(Arc::clone(&state));
+        let app = routes::router(Arc::clone(&state), Arc::clone(&oauth));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Sandbox {
             addr,
             state,
+            oauth,
             server,
         })
     }

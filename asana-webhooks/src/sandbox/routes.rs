@@ -1,5 +1,6 @@
 //! The sandbox's HTTP surface: Asana's five webhook operations under
-//! `/api/1.0`, and the `/sandbox/events` control endpoint.
+//! `/api/1.0`, the OAuth token endpoint `/-/oauth_token`, and the
+//! `/sandbox/events` control endpoint.
 
 use std::sync::Arc;
 
@@ -14,21 +15,30 @@ use serde_json::{Value, json};
 
 use super::failure::Failure;
 use super::model::EmittedEvent;
+use super::oauth;
 use super::render;
 use super::sender;
 use super::state::Sandbox;
 
 type Shared = Arc<Sandbox>;
 
-pub(crate) fn router(sandbox: Shared) -> Router {
+/// What the guard checks against: the sandbox, and the tokens its OAuth
+/// endpoint issued.
+type Guarded = (Shared, Arc<oauth::Endpoint>);
+
+pub(crate) fn router(sandbox: Shared, tokens: Arc<oauth::Endpoint>) -> Router {
     let api = Router::new()
         .route("/webhooks", get(list).post(create))
         .route("/webhooks/{gid}", get(get_one).put(update).delete(remove))
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
-        .layer(middleware::from_fn_with_state(Arc::clone(&sandbox), guard));
+        .layer(middleware::from_fn_with_state(
+            (Arc::clone(&sandbox), Arc::clone(&tokens)),
+            guard,
+        ));
     Router::new()
         .nest("/api/1.0", api)
+        .merge(oauth::router(tokens))
         .route("/sandbox/events", post(emit))
         // Paths the nested router does not see, such as `/api/1.0/` (what
         // `/webhooks/..` becomes), get Asana's JSON 404 too.
@@ -99,8 +109,8 @@ fn answer(status: StatusCode, body: Value, pretty: bool) -> Response {
 
 /// Every API answer carries the sandbox's own time in `Date`, as Asana's
 /// carry Asana's.
-async fn guard(State(sandbox): State<Shared>, request: Request, next: Next) -> Response {
-    let mut response = check(&sandbox, request, next).await;
+async fn guard(State((sandbox, tokens)): State<Guarded>, request: Request, next: Next) -> Response {
+    let mut response = check(&sandbox, &tokens, request, next).await;
     let date = sandbox
         .now()
         .format("%a, %d %b %Y %H:%M:%S GMT")
@@ -111,14 +121,20 @@ async fn guard(State(sandbox): State<Shared>, request: Request, next: Next) -> R
     response
 }
 
-/// Bearer auth and injected rate limits, before any operation.
-async fn check(sandbox: &Shared, request: Request, next: Next) -> Response {
+/// Bearer auth (any token, or with an OAuth app only the unexpired ones
+/// it issued) and injected rate limits, before any operation.
+async fn check(
+    sandbox: &Shared,
+    tokens: &oauth::Endpoint,
+    request: Request,
+    next: Next,
+) -> Response {
     let authorised = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|token| !token.trim().is_empty());
+        .is_some_and(|token| !token.trim().is_empty() && tokens.accepts(token.trim()));
     if !authorised {
         return failure(Failure::new(401, "Not Authorized"));
     }
