@@ -14,6 +14,15 @@
 //! Time can run faster than the wall clock ([`SandboxBuilder::time_scale`])
 //! so that hours of retries pass in seconds.
 //!
+//! It serves Asana's Events API too (`GET /events?resource=…&sync=…`) on
+//! tasks and projects: every event it emits is kept for 24 sandbox hours
+//! in the stream of its resource and of the project above it (as events
+//! reach webhooks on ancestors), with names (`resource.name`, `user.name`,
+//! `parent.name`) and `type`, read 100 at a time through signed sync
+//! tokens that expire 24 sandbox hours after they were handed out; a
+//! call without a token, or with one that is forged, expired or missed
+//! events that are gone, gets Asana's 412 with a fresh token.
+//!
 //! Besides Asana's API it has one control endpoint,
 //! `POST /sandbox/events` with `{"resource", "action", "parent"?, "field"?}`,
 //! which emits an event as if someone had changed that resource.
@@ -41,6 +50,7 @@ mod routes;
 mod rules;
 mod sender;
 mod state;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -45,6 +45,14 @@ pub(crate) struct Resource {
     pub(crate) parent: Option<&'static str>,
 }
 
+impl Resource {
+    /// Whether the Events API can follow it: tasks, projects and goals
+    /// (not workspaces, teams, portfolios or users).
+    pub(crate) fn followable(&self) -> bool {
+        matches!(self.resource_type, "task" | "project" | "goal")
+    }
+}
+
 /// The seeded resources by gid.
 pub(crate) type Resources = HashMap<&'static str, Resource>;
 

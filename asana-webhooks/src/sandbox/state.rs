@@ -21,6 +21,7 @@ use super::model::{
 use super::offsets;
 use super::render;
 use super::rules;
+use super::stream::{self, Streams};
 use crate::hook_secret::HookSecret;
 
 pub(crate) struct Settings {
@@ -38,6 +39,19 @@ struct Inner {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// What getEvents answers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EventsAnswer {
+    /// 200: events since the token, and the next token.
+    Page {
+        events: Vec<Value>,
+        sync: String,
+        has_more: bool,
+    },
+    /// 412: no token, or one not valid (any more): a fresh one.
+    Expired { sync: String },
+}
+
 /// The sandbox's state, shared by its routes and delivery workers.
 pub(crate) struct Sandbox {
     pub(crate) settings: Settings,
@@ -45,6 +59,8 @@ pub(crate) struct Sandbox {
     inner: Mutex<Inner>,
     offset_key: HookSecret,
     requests: AtomicU64,
+    /// The Events API's record of every event emitted.
+    streams: Mutex<Streams>,
     pub(crate) http: reqwest::Client,
 }
 
@@ -73,6 +89,7 @@ impl Sandbox {
             }),
             offset_key: HookSecret::new(random_hex(32)),
             requests: AtomicU64::new(0),
+            streams: Mutex::new(Streams::default()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -258,9 +275,12 @@ impl Sandbox {
     }
 
     /// Queues `event` for every webhook whose resource is the event's
-    /// resource or one of its ancestors and whose filters pass it.
+    /// resource or one of its ancestors and whose filters pass it, and
+    /// records it in the event streams of its resource and followable
+    /// ancestors.
     pub(crate) fn emit(&self, event: EmittedEvent) -> Result<Vec<String>, String> {
-        let emission = Emission::new(&self.resources, &event, self.now())?;
+        let now = self.now();
+        let emission = Emission::new(&self.resources, &event, now)?;
         let mut inner = self.lock();
         let mut queued = Vec::new();
         for webhook in inner.webhooks.values_mut() {
@@ -270,7 +290,61 @@ impl Sandbox {
                 queued.push(webhook.gid.clone());
             }
         }
+        // Recorded while the webhooks are still locked: a token handed
+        // out after this emit returned is past this event.
+        self.streams().record(
+            emission.followers.iter().copied(),
+            emission.named.clone(),
+            now,
+        );
         Ok(queued)
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// getEvents: the events on `resource` since `sync`, or a fresh token
+    /// when there is none or it is not valid (any more).
+    pub(crate) fn events(
+        &self,
+        resource: Option<&str>,
+        sync: Option<&str>,
+        fields: &[String],
+    ) -> Result<EventsAnswer, Failure> {
+        let gid = resource.ok_or_else(|| Failure::new(400, "resource: Missing input"))?;
+        let followed = self
+            .resources
+            .get(gid)
+            .ok_or_else(|| Failure::new(404, format!("resource: Unknown object: {gid}")))?;
+        if !followed.followable() {
+            return Err(Failure::new(
+                400,
+                format!(
+                    "resource: Events can only be requested on a task, project or goal, not on a {}",
+                    followed.resource_type
+                ),
+            ));
+        }
+        let now = self.now();
+        let mut streams = self.streams();
+        let page = sync
+            .and_then(|token| stream::decode_sync(&self.offset_key, token, gid, now))
+            .and_then(|position| streams.read(gid, position, now));
+        Ok(match page {
+            Some(page) => EventsAnswer::Page {
+                events: page
+                    .events
+                    .iter()
+                    .map(|event| stream::select(event, fields))
+                    .collect(),
+                sync: stream::encode_sync(&self.offset_key, gid, page.position, now),
+                has_more: page.has_more,
+            },
+            None => EventsAnswer::Expired {
+                sync: stream::encode_sync(&self.offset_key, gid, streams.head(), now),
+            },
+        })
     }
 }
 
