@@ -169,8 +169,19 @@ pub(crate) struct Webhook {
     pub(crate) next_attempt_after: Option<DateTime<Utc>>,
     pub(crate) failure_deletion_timestamp: Option<DateTime<Utc>>,
     pub(crate) last_heartbeat: DateTime<Utc>,
-    pub(crate) pending: Vec<Value>,
+    pub(crate) pending: Vec<Queued>,
     pub(crate) wake: Arc<Notify>,
+}
+
+/// An event in a webhook's queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    /// The event as deliveries carry it.
+    pub(crate) event: Value,
+    /// Its delivery is lost ([`super::SandboxBuilder::drop_deliveries`]):
+    /// the sender takes it off the queue as if it had been delivered,
+    /// without sending it.
+    pub(crate) lost: bool,
 }
 
 /// A time as Asana writes it: RFC 3339 in UTC with milliseconds.
