@@ -1,5 +1,5 @@
-//! The sandbox's HTTP surface: Asana's five webhook operations and the
-//! Events API under `/api/1.0`, and the `/sandbox/events` control endpoint.
+//! The sandbox's HTTP surface: Asana's five webhook operations under
+//! `/api/1.0`, and the `/sandbox/events` control endpoint.
 
 use std::sync::Arc;
 
