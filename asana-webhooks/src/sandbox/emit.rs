@@ -1,6 +1,8 @@
-//! Emitting an event: the compact event body that deliveries carry, and
-//! which webhooks receive it (those on the event's resource or one of its
-//! ancestors whose filters pass it). Pure; the state queues the body.
+//! Emitting an event: the compact event body that deliveries carry, the
+//! named one the Events API returns, which webhooks receive it (those on
+//! the event's resource or one of its ancestors whose filters pass it) and
+//! which event streams record it (the event's resource and its ancestors
+//! that the Events API can follow). Pure; the state queues and records.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -12,6 +14,13 @@ use super::seed;
 pub(crate) struct Emission<'a> {
     /// The event as deliveries carry it.
     pub(crate) body: Value,
+    /// The event as the Events API returns it: `body` with names on the
+    /// user, resource and parent, and the deprecated `type`. `created_at`,
+    /// `action` and `change` are the same values as in `body`.
+    pub(crate) named: Value,
+    /// The resources whose event streams record it: those of `scope`
+    /// that the Events API can follow.
+    pub(crate) followers: Vec<&'a str>,
     event: &'a EmittedEvent,
     resource: &'a Resource,
     /// The event's resource, then its ancestors up to the top.
@@ -63,8 +72,22 @@ impl<'a> Emission<'a> {
             scope.push(gid);
             next = resources.get(gid).and_then(|r| r.parent);
         }
+        let followers = scope
+            .iter()
+            .copied()
+            .filter(|gid| resources.get(gid).is_some_and(Resource::followable))
+            .collect();
+        let mut named = body.clone();
+        named["user"]["name"] = json!(resources.get(seed::USER).map(|u| u.name));
+        named["resource"]["name"] = json!(resource.name);
+        if let Some((_, p)) = parent {
+            named["parent"]["name"] = json!(p.name);
+        }
+        named["type"] = json!(resource.resource_type);
         Ok(Self {
             body,
+            named,
+            followers,
             event,
             resource,
             scope,
@@ -158,6 +181,49 @@ mod tests {
             body["resource"],
             json!({"gid": seed::PROJECT, "resource_type": "project"})
         );
+    }
+
+    #[test]
+    fn the_named_event_adds_names_and_type_and_keeps_the_rest() {
+        let resources = seeded_resources();
+        let added = event(seed::TASK, "added", Some(seed::PROJECT), None);
+        let emission = Emission::new(&resources, &added, at()).unwrap();
+        assert_eq!(
+            emission.named,
+            json!({
+                "user": {"gid": seed::USER, "resource_type": "user", "name": "Sandbox User"},
+                "created_at": "2023-11-14T22:13:20.123Z",
+                "action": "added",
+                "resource": {"gid": seed::TASK, "resource_type": "task", "resource_subtype": "default_task", "name": "Sandbox Task"},
+                "parent": {"gid": seed::PROJECT, "resource_type": "project", "name": "Sandbox Project"},
+                "type": "task",
+            })
+        );
+        let assigned = event(seed::TASK, "changed", None, Some("assignee"));
+        let emission = Emission::new(&resources, &assigned, at()).unwrap();
+        assert_eq!(emission.named["parent"], Value::Null);
+        for key in ["created_at", "action", "change"] {
+            assert_eq!(emission.named[key], emission.body[key], "{key}");
+        }
+    }
+
+    #[test]
+    fn streams_of_the_resource_and_its_followable_ancestors_record_it() {
+        let resources = seeded_resources();
+        let follow = |resource: &str| {
+            let e = event(resource, "changed", None, Some("name"));
+            Emission::new(&resources, &e, at())
+                .unwrap()
+                .followers
+                .iter()
+                .map(|gid| gid.to_string())
+                .collect::<Vec<_>>()
+        };
+        // Not the team nor the workspace: the Events API cannot follow them.
+        assert_eq!(follow(seed::TASK), [seed::TASK, seed::PROJECT]);
+        assert_eq!(follow(seed::PROJECT), [seed::PROJECT]);
+        assert!(follow(seed::TEAM).is_empty());
+        assert!(follow(seed::WORKSPACE).is_empty());
     }
 
     #[test]

@@ -14,6 +14,17 @@
 //! Time can run faster than the wall clock ([`SandboxBuilder::time_scale`])
 //! so that hours of retries pass in seconds.
 //!
+//! It serves Asana's Events API too (`GET /events?resource=…&sync=…`) on
+//! tasks and projects: every event it emits is kept for 24 sandbox hours
+//! in the stream of its resource and of the project above it (as events
+//! reach webhooks on ancestors), with names (`resource.name`, `user.name`,
+//! `parent.name`) and `type`, read 100 at a time through signed sync
+//! tokens that expire 24 sandbox hours after they were handed out; a
+//! call without a token, or with one that is forged, expired or missed
+//! events that are gone, gets Asana's 412 with a fresh token. Its
+//! deliveries can be made to lose events, as Asana's at-most-once ones
+//! may ([`SandboxBuilder::drop_deliveries`]); the Events API still has them.
+//!
 //! Besides Asana's API it has one control endpoint,
 //! `POST /sandbox/events` with `{"resource", "action", "parent"?, "field"?}`,
 //! which emits an event as if someone had changed that resource; and, as
@@ -44,6 +55,7 @@ mod routes;
 mod rules;
 mod sender;
 mod state;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,12 +85,17 @@ pub mod seed {
         user      1100000000000005 (the user every request acts as)";
 }
 
+/// The seed of [`SandboxBuilder::drop_seed`] unless another is set.
+const DEFAULT_DROP_SEED: u64 = 0x5eed;
+
 /// Settings of a sandbox; start with [`Sandbox::builder`].
 #[derive(Debug, Clone)]
 pub struct SandboxBuilder {
     time_scale: f64,
     rate_limit_every: Option<u32>,
     retry_after: Duration,
+    drop_fraction: f64,
+    drop_seed: u64,
     offset_ttl: Duration,
     create_answer_delay: Duration,
     clock_ahead: Duration,
@@ -108,6 +125,8 @@ impl Sandbox {
             time_scale: 1.0,
             rate_limit_every: None,
             retry_after: Duration::from_secs(1),
+            drop_fraction: 0.0,
+            drop_seed: DEFAULT_DROP_SEED,
             offset_ttl: Duration::from_secs(600),
             create_answer_delay: Duration::ZERO,
             clock_ahead: Duration::ZERO,
@@ -129,6 +148,14 @@ impl Sandbox {
     /// the webhooks it was queued for.
     pub fn emit(&self, event: EmittedEvent) -> Result<Vec<String>, String> {
         self.state.emit(event)
+    }
+
+    /// Events whose delivery the sandbox dropped so far
+    /// ([`SandboxBuilder::drop_deliveries`]), counted per webhook: an
+    /// event dropped for two webhooks counts twice. A dropped event counts
+    /// once the webhook's sender has taken it off the queue.
+    pub fn dropped_events(&self) -> u64 {
+        self.state.dropped()
     }
 
     /// Serves until the task is aborted (for the command line).
@@ -155,6 +182,32 @@ impl SandboxBuilder {
     pub fn rate_limit_every(mut self, n: Option<u32>, retry_after: Duration) -> Self {
         self.rate_limit_every = n.filter(|n| *n > 0);
         self.retry_after = retry_after;
+        self
+    }
+
+    /// Loses this fraction (0 to 1) of event deliveries, as Asana's
+    /// at-most-once deliveries may: each event queued for a webhook is
+    /// dropped with this probability, and the webhook's sender takes it off
+    /// the queue as if it had been delivered, without sending it and
+    /// without retrying it. The event is still in the Events API's streams
+    /// (`GET /events`). Heartbeats are never dropped. Which events are
+    /// dropped follows from [`SandboxBuilder::drop_seed`] and the order of
+    /// emission. Default 0 (none); values outside 0..=1 are clamped, and
+    /// NaN is 0.
+    pub fn drop_deliveries(mut self, fraction: f64) -> Self {
+        self.drop_fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        self
+    }
+
+    /// Seeds the draws of [`SandboxBuilder::drop_deliveries`]: the same
+    /// seed and the same events emitted in the same order drop the same
+    /// deliveries. Default a fixed seed, so runs are reproducible.
+    pub fn drop_seed(mut self, seed: u64) -> Self {
+        self.drop_seed = seed;
         self
     }
 
@@ -194,6 +247,8 @@ impl SandboxBuilder {
             retry_after: self.retry_after,
             offset_ttl: self.offset_ttl,
             create_answer_delay: self.create_answer_delay,
+            drop_fraction: self.drop_fraction,
+            drop_seed: self.drop_seed,
         });
         let app = routes::router(Arc::clone(&state), Arc::clone(&oauth));
         let server = tokio::spawn(async move {

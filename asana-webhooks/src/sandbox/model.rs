@@ -45,6 +45,14 @@ pub(crate) struct Resource {
     pub(crate) parent: Option<&'static str>,
 }
 
+impl Resource {
+    /// Whether the Events API can follow it: tasks, projects and goals
+    /// (not workspaces, teams, portfolios or users).
+    pub(crate) fn followable(&self) -> bool {
+        matches!(self.resource_type, "task" | "project" | "goal")
+    }
+}
+
 /// The seeded resources by gid.
 pub(crate) type Resources = HashMap<&'static str, Resource>;
 
@@ -161,8 +169,19 @@ pub(crate) struct Webhook {
     pub(crate) next_attempt_after: Option<DateTime<Utc>>,
     pub(crate) failure_deletion_timestamp: Option<DateTime<Utc>>,
     pub(crate) last_heartbeat: DateTime<Utc>,
-    pub(crate) pending: Vec<Value>,
+    pub(crate) pending: Vec<Queued>,
     pub(crate) wake: Arc<Notify>,
+}
+
+/// An event in a webhook's queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    /// The event as deliveries carry it.
+    pub(crate) event: Value,
+    /// Its delivery is lost ([`super::SandboxBuilder::drop_deliveries`]):
+    /// the sender takes it off the queue as if it had been delivered,
+    /// without sending it.
+    pub(crate) lost: bool,
 }
 
 /// A time as Asana writes it: RFC 3339 in UTC with milliseconds.

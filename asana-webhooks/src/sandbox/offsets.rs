@@ -1,7 +1,8 @@
 //! Signed page offsets: a listing's position and the time it was handed
 //! out, hex-encoded and followed by a truncated HMAC, so that a client can
 //! neither forge a position nor keep using an offset past its TTL (as
-//! Asana's opaque, expiring offsets behave).
+//! Asana's opaque, expiring offsets behave). The Events API's sync tokens
+//! are sealed the same way ([`seal`], [`open`]).
 
 use std::time::Duration;
 
@@ -14,11 +15,31 @@ use crate::signature;
 /// Hex digits of the HMAC kept at the end of a token.
 const MAC_LEN: usize = 24;
 
-/// The offset for `position`, issued at `now` and signed with `key`.
-pub(crate) fn encode(key: &HookSecret, position: usize, now: DateTime<Utc>) -> String {
-    let payload = format!("{position}:{}", now.timestamp_millis());
+/// `payload` in hex, followed by its HMAC with `key` (truncated).
+pub(crate) fn seal(key: &HookSecret, payload: &str) -> String {
     let mac = signature::sign(key, payload.as_bytes());
     format!("{}{}", hex::encode(payload), &mac[..MAC_LEN])
+}
+
+/// The payload `key` sealed into `token`, or `None` for anything else
+/// (another key, a changed digit, not hex, not ASCII, too short).
+pub(crate) fn open(key: &HookSecret, token: &str) -> Option<String> {
+    // Tokens this sandbox hands out are ASCII hex; anything else (a
+    // forged token with multi-byte characters would make the split
+    // below fall inside a character) is simply invalid.
+    if token.len() <= MAC_LEN || !token.is_ascii() {
+        return None;
+    }
+    let (payload_hex, mac) = token.split_at(token.len() - MAC_LEN);
+    let payload = hex::decode(payload_hex)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    (signature::sign(key, payload.as_bytes())[..MAC_LEN] == *mac).then_some(payload)
+}
+
+/// The offset for `position`, issued at `now` and signed with `key`.
+pub(crate) fn encode(key: &HookSecret, position: usize, now: DateTime<Utc>) -> String {
+    seal(key, &format!("{position}:{}", now.timestamp_millis()))
 }
 
 /// The position in `token`, if `key` signed it no longer than `ttl`
@@ -35,20 +56,7 @@ pub(crate) fn decode(
             "offset: Your pagination token is invalid. Only use offsets returned by the API.",
         )
     };
-    // Tokens this sandbox hands out are ASCII hex; anything else (a
-    // forged token with multi-byte characters would make the split
-    // below fall inside a character) is simply invalid.
-    if token.len() <= MAC_LEN || !token.is_ascii() {
-        return Err(invalid());
-    }
-    let (payload_hex, mac) = token.split_at(token.len() - MAC_LEN);
-    let payload = hex::decode(payload_hex)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    if signature::sign(key, payload.as_bytes())[..MAC_LEN] != *mac {
-        return Err(invalid());
-    }
+    let payload = open(key, token).ok_or_else(invalid)?;
     let (position, issued) = payload.split_once(':').ok_or_else(invalid)?;
     let issued = DateTime::from_timestamp_millis(issued.parse().map_err(|_| invalid())?)
         .ok_or_else(invalid)?;

@@ -18,7 +18,8 @@ use super::model::EmittedEvent;
 use super::oauth;
 use super::render;
 use super::sender;
-use super::state::Sandbox;
+use super::state::{EventsAnswer, Sandbox};
+use super::stream;
 
 type Shared = Arc<Sandbox>;
 
@@ -28,6 +29,7 @@ type Guarded = (Shared, Arc<oauth::Endpoint>);
 
 pub(crate) fn router(sandbox: Shared, tokens: Arc<oauth::Endpoint>) -> Router {
     let api = Router::new()
+        .route("/events", get(events))
         .route("/webhooks", get(list).post(create))
         .route("/webhooks/{gid}", get(get_one).put(update).delete(remove))
         .fallback(no_route)
@@ -317,6 +319,31 @@ async fn remove(
             StatusCode::OK,
             json!({ "data": {} }),
             Query::parse(raw).pretty(),
+        ),
+        Err(f) => failure(f),
+    }
+}
+
+/// getEvents: the events since the sync token (200), or a fresh token
+/// (412) when there is none or it is not valid (any more).
+async fn events(State(sandbox): State<Shared>, RawQuery(raw): RawQuery) -> Response {
+    let query = Query::parse(raw);
+    let result = stream::opt_fields(&query.all("opt_fields"))
+        .and_then(|fields| sandbox.events(query.one("resource"), query.one("sync"), &fields));
+    match result {
+        Ok(EventsAnswer::Page {
+            events,
+            sync,
+            has_more,
+        }) => answer(
+            StatusCode::OK,
+            json!({ "data": events, "sync": sync, "has_more": has_more }),
+            query.pretty(),
+        ),
+        Ok(EventsAnswer::Expired { sync }) => answer(
+            StatusCode::PRECONDITION_FAILED,
+            stream::sync_expired(&sync),
+            query.pretty(),
         ),
         Err(f) => failure(f),
     }

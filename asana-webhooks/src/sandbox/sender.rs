@@ -1,5 +1,8 @@
 //! One task per webhook delivers its queued events (and heartbeats) to the
-//! target, retrying with backoff and keeping Asana's bookkeeping.
+//! target, retrying with backoff and keeping Asana's bookkeeping. Events
+//! whose delivery is lost ([`super::SandboxBuilder::drop_deliveries`])
+//! leave the queue unsent, as if delivered: Asana's deliveries are at most
+//! once. Heartbeats are never lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,10 @@ enum Plan {
     },
 }
 
-fn plan(sandbox: &Sandbox, webhook: &Webhook) -> Plan {
+fn plan(sandbox: &Sandbox, webhook: &mut Webhook) -> Plan {
+    let queued = webhook.pending.len();
+    webhook.pending.retain(|q| !q.lost);
+    sandbox.count_dropped(queued - webhook.pending.len());
     let now = sandbox.now();
     let clock = &sandbox.settings.clock;
     if let Some(at) = webhook.next_attempt_after.filter(|at| *at > now) {
@@ -33,7 +39,7 @@ fn plan(sandbox: &Sandbox, webhook: &Webhook) -> Plan {
         webhook.last_heartbeat + chrono::Duration::from_std(HEARTBEAT_EVERY).expect("8 hours");
     if !webhook.pending.is_empty() || heartbeat_at <= now {
         return Plan::Send {
-            events: webhook.pending.clone(),
+            events: webhook.pending.iter().map(|q| q.event.clone()).collect(),
             target: webhook.target.clone(),
             secret: webhook.secret.clone(),
         };

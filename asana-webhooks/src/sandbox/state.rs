@@ -16,11 +16,13 @@ use super::clock::Clock;
 use super::emit::Emission;
 use super::failure::Failure;
 use super::model::{
-    EmittedEvent, HEARTBEAT_EVERY, NewWebhook, Resources, Webhook, parse_filters, seeded_resources,
+    EmittedEvent, HEARTBEAT_EVERY, NewWebhook, Queued, Resources, Webhook, parse_filters,
+    seeded_resources,
 };
 use super::offsets;
 use super::render;
 use super::rules;
+use super::stream::{self, Streams};
 use crate::hook_secret::HookSecret;
 
 pub(crate) struct Settings {
@@ -29,6 +31,10 @@ pub(crate) struct Settings {
     pub(crate) retry_after: Duration,
     pub(crate) offset_ttl: Duration,
     pub(crate) create_answer_delay: Duration,
+    /// The fraction of event deliveries lost, in 0..=1.
+    pub(crate) drop_fraction: f64,
+    /// Seeds the draws that pick the lost deliveries.
+    pub(crate) drop_seed: u64,
 }
 
 #[derive(Default)]
@@ -36,6 +42,21 @@ struct Inner {
     webhooks: BTreeMap<String, Webhook>,
     next_gid: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Draws, in emission order, whether each queued event is lost.
+    drops: fastrand::Rng,
+}
+
+/// What getEvents answers.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum EventsAnswer {
+    /// 200: events since the token, and the next token.
+    Page {
+        events: Vec<Value>,
+        sync: String,
+        has_more: bool,
+    },
+    /// 412: no token, or one not valid (any more): a fresh one.
+    Expired { sync: String },
 }
 
 /// The sandbox's state, shared by its routes and delivery workers.
@@ -45,6 +66,10 @@ pub(crate) struct Sandbox {
     inner: Mutex<Inner>,
     offset_key: HookSecret,
     requests: AtomicU64,
+    /// The Events API's record of every event emitted.
+    streams: Mutex<Streams>,
+    /// Events whose delivery was lost, per webhook.
+    dropped: AtomicU64,
     pub(crate) http: reqwest::Client,
 }
 
@@ -64,15 +89,19 @@ fn random_hex(bytes: usize) -> String {
 
 impl Sandbox {
     pub(crate) fn new(settings: Settings) -> Arc<Self> {
+        let drops = fastrand::Rng::with_seed(settings.drop_seed);
         Arc::new(Self {
             settings,
             resources: seeded_resources(),
             inner: Mutex::new(Inner {
                 next_gid: 1_200_000_000_000_000,
+                drops,
                 ..Default::default()
             }),
             offset_key: HookSecret::new(random_hex(32)),
             requests: AtomicU64::new(0),
+            streams: Mutex::new(Streams::default()),
+            dropped: AtomicU64::new(0),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -258,19 +287,94 @@ impl Sandbox {
     }
 
     /// Queues `event` for every webhook whose resource is the event's
-    /// resource or one of its ancestors and whose filters pass it.
+    /// resource or one of its ancestors and whose filters pass it (a
+    /// fraction of them lost, with [`Settings::drop_fraction`]), and
+    /// records it in the event streams of its resource and followable
+    /// ancestors.
     pub(crate) fn emit(&self, event: EmittedEvent) -> Result<Vec<String>, String> {
-        let emission = Emission::new(&self.resources, &event, self.now())?;
+        let now = self.now();
+        let emission = Emission::new(&self.resources, &event, now)?;
+        let fraction = self.settings.drop_fraction;
         let mut inner = self.lock();
+        let Inner {
+            webhooks, drops, ..
+        } = &mut *inner;
         let mut queued = Vec::new();
-        for webhook in inner.webhooks.values_mut() {
+        for webhook in webhooks.values_mut() {
             if emission.reaches(&webhook.resource, &webhook.filters) {
-                webhook.pending.push(emission.body.clone());
+                webhook.pending.push(Queued {
+                    event: emission.body.clone(),
+                    lost: fraction > 0.0 && drops.f64() < fraction,
+                });
                 webhook.wake.notify_one();
                 queued.push(webhook.gid.clone());
             }
         }
+        // Recorded while the webhooks are still locked: a token handed
+        // out after this emit returned is past this event.
+        self.streams().record(
+            emission.followers.iter().copied(),
+            emission.named.clone(),
+            now,
+        );
         Ok(queued)
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `n` more events whose delivery was lost.
+    pub(crate) fn count_dropped(&self, n: usize) {
+        self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Events whose delivery was lost so far, per webhook.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// getEvents: the events on `resource` since `sync`, or a fresh token
+    /// when there is none or it is not valid (any more).
+    pub(crate) fn events(
+        &self,
+        resource: Option<&str>,
+        sync: Option<&str>,
+        fields: &[String],
+    ) -> Result<EventsAnswer, Failure> {
+        let gid = resource.ok_or_else(|| Failure::new(400, "resource: Missing input"))?;
+        let followed = self
+            .resources
+            .get(gid)
+            .ok_or_else(|| Failure::new(404, format!("resource: Unknown object: {gid}")))?;
+        if !followed.followable() {
+            return Err(Failure::new(
+                400,
+                format!(
+                    "resource: Events can only be requested on a task, project or goal, not on a {}",
+                    followed.resource_type
+                ),
+            ));
+        }
+        let now = self.now();
+        let mut streams = self.streams();
+        let page = sync
+            .and_then(|token| stream::decode_sync(&self.offset_key, token, gid, now))
+            .and_then(|position| streams.read(gid, position, now));
+        Ok(match page {
+            Some(page) => EventsAnswer::Page {
+                events: page
+                    .events
+                    .iter()
+                    .map(|event| stream::select(event, fields))
+                    .collect(),
+                sync: stream::encode_sync(&self.offset_key, gid, page.position, now),
+                has_more: page.has_more,
+            },
+            None => EventsAnswer::Expired {
+                sync: stream::encode_sync(&self.offset_key, gid, streams.head(), now),
+            },
+        })
     }
 }
 

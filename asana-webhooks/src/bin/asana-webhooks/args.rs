@@ -125,6 +125,15 @@ pub enum Command {
         /// Sandbox seconds per real second (3600: an hour per second).
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
+        /// Lose this fraction (0 to 1) of event deliveries, as Asana's
+        /// at-most-once deliveries may (heartbeats never); GET /events
+        /// still has the events.
+        #[arg(long, default_value_t = 0.0, value_name = "FRACTION", value_parser = parse_fraction)]
+        drop_deliveries: f64,
+        /// Seed of the draws that pick the lost deliveries (default: a
+        /// fixed seed, so a run can be repeated).
+        #[arg(long, value_name = "SEED")]
+        drop_seed: Option<u64>,
     },
     /// Ask a running sandbox (at --base-url) to emit an event.
     Trigger {
@@ -254,6 +263,14 @@ pub fn parse_filter(spec: &str) -> Result<WebhookFilter, String> {
     Ok(filter)
 }
 
+/// Parses a fraction from 0 to 1 (`--drop-deliveries`).
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a number from 0 to 1, not {text:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +283,41 @@ mod tests {
         assert_eq!(f.fields, ["due_on", "name"]);
         assert!(parse_filter("task").is_err());
         assert!(parse_filter(":changed").is_err());
+    }
+
+    #[test]
+    fn sandbox_drop_flags() {
+        let cli = Cli::try_parse_from([
+            "asana-webhooks",
+            "sandbox",
+            "--drop-deliveries",
+            "0.1",
+            "--drop-seed",
+            "7",
+        ])
+        .unwrap();
+        let Command::Sandbox {
+            drop_deliveries,
+            drop_seed,
+            ..
+        } = cli.command
+        else {
+            panic!("{:?}", cli.command);
+        };
+        assert_eq!((drop_deliveries, drop_seed), (0.1, Some(7)));
+        let defaults = Cli::try_parse_from(["asana-webhooks", "sandbox"]).unwrap();
+        let Command::Sandbox {
+            drop_deliveries,
+            drop_seed,
+            ..
+        } = defaults.command
+        else {
+            panic!("{:?}", defaults.command);
+        };
+        assert_eq!((drop_deliveries, drop_seed), (0.0, None));
+        for bad in ["1.5", "-0.1", "NaN", "a tenth"] {
+            assert!(parse_fraction(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_fraction("1"), Ok(1.0));
     }
 }

@@ -186,12 +186,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Listen(listen) => self::listen(&cli, listen).await?,
         Command::Inbox(args) => show_inbox(args).await?,
-        Command::Sandbox { addr, time_scale } => {
-            let sandbox = Sandbox::builder()
+        Command::Sandbox {
+            addr,
+            time_scale,
+            drop_deliveries,
+            drop_seed,
+        } => {
+            let mut builder = Sandbox::builder()
                 .time_scale(*time_scale)
-                .start(addr)
-                .await
-                .map_err(other)?;
+                .drop_deliveries(*drop_deliveries);
+            if let Some(seed) = drop_seed {
+                builder = builder.drop_seed(*seed);
+            }
+            let sandbox = builder.start(addr).await.map_err(other)?;
             println!(
                 "Asana sandbox listening; use --base-url {}",
                 sandbox.base_url()
