@@ -467,12 +467,15 @@ impl Writer {
             self.next_id = first_id;
             tracing::error!(error = %e, "inbox commit failed");
             for reply in replies {
-                let error = || InboxError::Storage {
-                    location: match &e {
-                        InboxError::Storage { location, .. } => location.clone(),
-                        _ => "inbox".into(),
+                let error = || match &e {
+                    InboxError::Storage { location, message } => InboxError::Storage {
+                        location: location.clone(),
+                        message: message.clone(),
                     },
-                    message: e.to_string(),
+                    other => InboxError::Storage {
+                        location: "inbox".into(),
+                        message: other.to_string(),
+                    },
                 };
                 match reply {
                     Reply::Append(tx, _) => {

@@ -86,15 +86,36 @@ impl FileInbox {
 
 super::engine::inbox_over_engine!(FileInbox);
 
+/// The first wait before reopening a database a write error left unusable;
+/// it doubles with each failed reopen, up to [`REOPEN_MAX_WAIT`].
+const REOPEN_FIRST_WAIT: Duration = Duration::from_millis(500);
+/// The longest wait between two reopen attempts.
+const REOPEN_MAX_WAIT: Duration = Duration::from_secs(30);
+
 struct RedbJournal {
-    db: Database,
+    /// `None` after a write error: redb refuses every transaction once one
+    /// failed, until the database is reopened.
+    db: Option<Database>,
+    path: PathBuf,
     location: String,
+    /// When the database may be reopened next, and the wait after that.
+    reopen: Option<(std::time::Instant, Duration)>,
 }
 
 impl RedbJournal {
     fn open(path: &Path) -> Result<Self, InboxError> {
         let location = path.display().to_string();
-        let db = Database::create(path).map_err(|e| {
+        let db = Self::open_database(path, &location)?;
+        Ok(Self {
+            db: Some(db),
+            path: path.to_path_buf(),
+            location,
+            reopen: None,
+        })
+    }
+
+    fn open_database(path: &Path, location: &str) -> Result<Database, InboxError> {
+        Database::create(path).map_err(|e| {
             let message = match e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
                     "it is open in another process (one process at a time: stop `asana-webhooks listen` first)".to_string()
@@ -102,11 +123,42 @@ impl RedbJournal {
                 other => other.to_string(),
             };
             InboxError::Storage {
-                location: location.clone(),
+                location: location.to_string(),
                 message,
             }
-        })?;
-        Ok(Self { db, location })
+        })
+    }
+
+    /// The database, reopened first when a write error closed it and its
+    /// backoff has passed (the cause, a full disk say, may be gone). Until
+    /// then every commit fails at once with what happened, so deliveries
+    /// are answered 503 and Asana delivers them again later.
+    fn database(&mut self) -> Result<&Database, InboxError> {
+        if self.db.is_none() {
+            let (at, wait) = self
+                .reopen
+                .unwrap_or((std::time::Instant::now(), REOPEN_FIRST_WAIT));
+            if std::time::Instant::now() < at {
+                return Err(self.error(format!(
+                    "the inbox is recovering from a storage error; it is reopened in {:?}",
+                    at.saturating_duration_since(std::time::Instant::now())
+                )));
+            }
+            match Self::open_database(&self.path, &self.location) {
+                Ok(db) => {
+                    tracing::info!(inbox = %self.location, "reopened the inbox after a storage error; deliveries are accepted again");
+                    self.db = Some(db);
+                    self.reopen = None;
+                }
+                Err(e) => {
+                    let next = (wait * 2).min(REOPEN_MAX_WAIT);
+                    tracing::error!(inbox = %self.location, error = %e, retry_in = ?wait, "the inbox could not be reopened");
+                    self.reopen = Some((std::time::Instant::now() + wait, next));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.db.as_ref().expect("open"))
     }
 
     fn error(&self, e: impl std::fmt::Display) -> InboxError {
@@ -120,7 +172,7 @@ impl RedbJournal {
 impl Journal for RedbJournal {
     fn load(&mut self) -> Result<Loaded, InboxError> {
         // Creating the tables up front makes reads of a new file simple.
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let txn = self.database()?.begin_write().map_err(|e| self.error(e))?;
         {
             txn.open_table(EVENTS).map_err(|e| self.error(e))?;
             txn.open_table(SEEN).map_err(|e| self.error(e))?;
@@ -129,7 +181,7 @@ impl Journal for RedbJournal {
         }
         txn.commit().map_err(|e| self.error(e))?;
 
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
+        let txn = self.database()?.begin_read().map_err(|e| self.error(e))?;
         let mut loaded = Loaded::default();
         let events = txn.open_table(EVENTS).map_err(|e| self.error(e))?;
         for entry in events.iter().map_err(|e| self.error(e))? {
@@ -168,7 +220,27 @@ impl Journal for RedbJournal {
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), InboxError> {
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        let result = self.commit_once(batch);
+        if let Err(e) = &result
+            && self.db.is_some()
+        {
+            // redb refuses every later transaction after an I/O error until
+            // the database is reopened: close it now, reopen it after a
+            // backoff (see `database`).
+            tracing::error!(inbox = %self.location, error = %e, "an inbox commit failed; the inbox is reopened after a backoff");
+            self.db = None;
+            self.reopen = Some((
+                std::time::Instant::now() + REOPEN_FIRST_WAIT,
+                REOPEN_FIRST_WAIT * 2,
+            ));
+        }
+        result
+    }
+}
+
+impl RedbJournal {
+    fn commit_once(&mut self, batch: &Batch) -> Result<(), InboxError> {
+        let txn = self.database()?.begin_write().map_err(|e| self.error(e))?;
         {
             let mut events = txn.open_table(EVENTS).map_err(|e| self.error(e))?;
             for event in &batch.appends {
