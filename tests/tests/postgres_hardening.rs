@@ -676,3 +676,52 @@ async fn instances_keep_secrets_and_hear_of_every_change() {
     assert!(refused, "B hears of changes again");
     let _ = &b.store;
 }
+
+/// As in the in-process stores: Asana's 201 confirms a handshake that was
+/// written down even when its registration expired meanwhile (a forged
+/// secret still does not), and past the written-down limit the recorded
+/// span's end moves a step at a time, not with every handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_201_confirms_a_written_down_handshake_and_the_span_moves_in_steps() {
+    let db = Postgres::start();
+    let store = PostgresSecretStore::new(db.pool().await);
+    let target = key("/hooks/slow");
+    let registration = store
+        .open_registration(&target, Duration::from_millis(200))
+        .await
+        .unwrap();
+    store.accept_handshake(&target, &secret(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.pending_secrets(&target).await.unwrap().is_empty());
+    let forged = StoredSecret::new(target.clone(), "9", secret(2));
+    assert!(!store.confirm(&registration, forged).await.unwrap());
+    let late = StoredSecret::new(target.clone(), "8", secret(1));
+    assert!(store.confirm(&registration, late).await.unwrap());
+    assert_eq!(store.by_gid("8").await.unwrap().unwrap().secret, secret(1));
+    assert!(
+        store
+            .unconfirmed_handshakes(&target)
+            .await
+            .unwrap()
+            .is_empty(),
+        "confirmed, so no longer unconfirmed"
+    );
+
+    let flooded = key("/hooks/steps");
+    store
+        .open_registration(&flooded, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for n in 0..MAX_UNCONFIRMED_PER_TARGET + 20 {
+        store.accept_handshake(&flooded, &secret(n)).await.unwrap();
+    }
+    let span = store
+        .unrecorded_handshakes(&flooded)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        span.first, span.last,
+        "20 handshakes within one step leave the span's end where it was"
+    );
+}
