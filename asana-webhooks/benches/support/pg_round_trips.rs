@@ -5,7 +5,8 @@
 //! 127.0.0.1: one for its secret store's URL, one for its inbox's. A round
 //! trip is counted each time a client sends after the server last answered
 //! (pipelined requests sent together count once). The inbox's count
-//! includes the consumer that claims and acknowledges every event.
+//! includes the consumer that claims and acknowledges every event (read
+//! once it has taken them all), and the inbox's own statistics queries.
 //!
 //! Run with `cargo bench -p asana-webhooks --bench receive --features
 //! postgres -- --bench --pg-round-trips`.
@@ -106,6 +107,7 @@ fn upstream_port(url: &str) -> u16 {
 /// One instance: a store and an inbox, each on its own proxy.
 struct Instance {
     base: String,
+    inbox: PostgresInbox,
     store_proxy: CountingProxy,
     inbox_proxy: CountingProxy,
 }
@@ -132,9 +134,11 @@ async fn instance(url: &str, first: bool) -> Instance {
     let inbox_pool = postgres::connect(&inbox_url).await.unwrap();
     let inbox = PostgresInbox::new(inbox_pool, &inbox_url).unwrap();
     super::spawn_consumer(inbox.clone());
-    let base = super::serve_receiver(Receiver::builder(store).build_with_inbox(inbox)).await;
+    let base =
+        super::serve_receiver(Receiver::builder(store).build_with_inbox(inbox.clone())).await;
     Instance {
         base,
+        inbox,
         store_proxy,
         inbox_proxy,
     }
@@ -197,6 +201,18 @@ async fn send(urls: &[String], first: usize, count: usize, connections: usize) -
     sent as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Waits until no event waits or is held (30 s at most).
+async fn drained(inbox: &PostgresInbox) {
+    use asana_webhooks::inbox::Inbox;
+    for _ in 0..300 {
+        let stats = inbox.stats().await.unwrap();
+        if stats.waiting + stats.in_flight == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Prints deliveries/s and round trips per delivery for one and two
 /// instances.
 pub async fn measure() {
@@ -211,15 +227,16 @@ pub async fn measure() {
         // Warm: connections made, statements prepared, secrets read.
         send(&urls, offset, 512, connections).await;
         offset += 1_000;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        drained(&a.inbox).await;
         let before: Vec<(u64, u64)> = instances
             .iter()
             .map(|i| (i.store_proxy.count(), i.inbox_proxy.count()))
             .collect();
         let per_second = send(&urls, offset, count, connections).await;
         offset += count;
-        // Let the consumers take what was committed.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The consumers take and acknowledge everything committed (30 s at
+        // most), so that their round trips are counted too.
+        drained(&a.inbox).await;
         let (mut store, mut inbox) = (0, 0);
         for (i, (s, n)) in instances.iter().zip(before) {
             store += i.store_proxy.count() - s;
