@@ -407,6 +407,16 @@ fn main() {
         println!("run with `cargo bench -p asana-webhooks --bench receive`");
         return;
     }
+    #[cfg(feature = "postgres")]
+    if std::env::args().any(|a| a == "--pg-round-trips") {
+        // Only the PostgreSQL round-trip measurement (support/pg_round_trips.rs).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(pg_round_trips::measure());
+        return;
+    }
     let started = Instant::now();
     let small = verify_and_decode("1 KiB", &delivery_of_size(1024));
     let large = verify_and_decode("256 KiB", &delivery_of_size(256 * 1024));
@@ -427,6 +437,10 @@ fn main() {
 #[cfg(feature = "postgres")]
 #[path = "../tests/support/postgres.rs"]
 mod support;
+
+#[cfg(feature = "postgres")]
+#[path = "support/pg_round_trips.rs"]
+mod pg_round_trips;
 
 /// The PostgreSQL inbox with one and with two receiver instances (each its
 /// own pool and server, in this process), beside the embedded inbox, in

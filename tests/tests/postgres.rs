@@ -353,10 +353,10 @@ async fn the_database_writes_down_every_pending_handshake_whoever_inserts_it() {
 async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
     let db = Postgres::start();
     let pool = postgres::connect(&db.url()).await.unwrap();
-    assert_eq!(postgres::migrate(&pool).await.unwrap(), 2);
+    assert_eq!(postgres::migrate(&pool).await.unwrap(), 3);
     assert_eq!(
         postgres::migrate(&pool).await.unwrap(),
-        2,
+        3,
         "running it again changes nothing"
     );
     let inbox = PostgresInbox::with_limits(pool, &db.url(), Duration::from_secs(30), 2).unwrap();
@@ -454,7 +454,10 @@ async fn concurrent_deliveries_share_commits_and_each_gets_its_own_count() {
 /// `UNCONFIRMED_KEPT_FOR` is dropped while what is just younger is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_applies_the_rust_rules_at_their_edges() {
-    use asana_webhooks::secrets::{MAX_UNCONFIRMED_PER_TARGET, UNCONFIRMED_KEPT_FOR};
+    use asana_webhooks::secrets::{
+        MAX_PENDING_DIGESTS_PER_TARGET, MAX_PENDING_PER_TARGET, MAX_UNCONFIRMED_PER_TARGET,
+        UNCONFIRMED_KEPT_FOR, UNRECORDED_SPAN_STEP,
+    };
     use std::collections::BTreeMap;
     let db = Postgres::start();
     let a = instance(&db, Duration::from_secs(30)).await;
@@ -477,6 +480,18 @@ async fn the_database_applies_the_rust_rules_at_their_edges() {
         (
             "unconfirmed_kept_for_seconds".to_string(),
             UNCONFIRMED_KEPT_FOR.as_secs() as i64,
+        ),
+        (
+            "max_pending_per_target".to_string(),
+            MAX_PENDING_PER_TARGET as i64,
+        ),
+        (
+            "max_pending_digests_per_target".to_string(),
+            MAX_PENDING_DIGESTS_PER_TARGET as i64,
+        ),
+        (
+            "unrecorded_span_step_seconds".to_string(),
+            UNRECORDED_SPAN_STEP.as_secs() as i64,
         ),
     ]);
     assert_eq!(settings().await, expected);

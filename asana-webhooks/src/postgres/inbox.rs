@@ -202,26 +202,17 @@ impl PostgresInbox {
         lease: Duration,
         max_events: i64,
     ) -> Result<Self, InboxError> {
-        let config: tokio_postgres::Config = url.parse().map_err(storage)?;
-        let mut relaxed_config = config.clone();
-        relaxed_config.options("-c synchronous_commit=off");
-        let relaxed = Pool::builder(deadpool_postgres::Manager::from_config(
-            relaxed_config,
-            tokio_postgres::NoTls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        ))
-        .max_size(8)
-        .runtime(deadpool_postgres::Runtime::Tokio1)
-        .build()
-        .map_err(storage)?;
+        // Every connection keeps the URL's options; commits have their own pool.
+        let config = super::session_config(url, super::PoolOptions::default().create_timeout)
+            .map_err(storage)?;
+        let relaxed = super::relaxed_pool(url, &pool).map_err(storage)?;
+        let commits = super::commit_pool(url, &pool).map_err(storage)?;
         let wake = Arc::new(Notify::new());
         let kick = Arc::new(Notify::new());
         tokio::spawn(listen(config, Arc::downgrade(&wake)));
         tokio::spawn(notify_others(pool.clone(), Arc::downgrade(&kick)));
         let (batches, waiting) = tokio::sync::mpsc::channel(4096);
-        tokio::spawn(commit_batches(pool.clone(), waiting));
+        tokio::spawn(commit_batches(commits, waiting));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,

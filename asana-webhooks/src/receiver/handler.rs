@@ -259,7 +259,7 @@ async fn delivery<S: SecretStore>(
             Ok(_) => {
                 // A confirm may have turned the only pending secret into a
                 // stored one between the two reads: look again.
-                stored = match store.secrets_for(&target).await {
+                stored = match store.fresh_secrets_for(&target).await {
                     Ok(stored) => stored,
                     Err(e) => return store_unavailable(&target, &e),
                 };
@@ -310,7 +310,7 @@ async fn delivery<S: SecretStore>(
     if verified.is_none() {
         // A second look before refusing: a confirm may have landed since
         // the first read, storing the secret this delivery is signed with.
-        let now = match store.secrets_for(&target).await {
+        let now = match store.fresh_secrets_for(&target).await {
             Ok(now) => now,
             Err(e) => return store_unavailable(&target, &e),
         };

@@ -332,6 +332,18 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         target: &TargetKey,
     ) -> impl Future<Output = Result<Vec<StoredSecret>, StoreError>> + Send;
 
+    /// Like [`secrets_for`](Self::secrets_for), read from the backing
+    /// storage itself, past any copy a store keeps in memory: what the
+    /// receiver looks at before it refuses a delivery, so that a secret
+    /// that another instance confirmed a moment ago is never missed. The
+    /// default is `secrets_for`.
+    fn fresh_secrets_for(
+        &self,
+        target: &TargetKey,
+    ) -> impl Future<Output = Result<Vec<StoredSecret>, StoreError>> + Send {
+        self.secrets_for(target)
+    }
+
     /// The secret stored for a webhook gid.
     fn by_gid(
         &self,
