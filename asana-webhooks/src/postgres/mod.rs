@@ -515,8 +515,50 @@ CREATE TRIGGER asana_webhooks_secrets_truncated
     };
 }
 
+/// Version 4: each written-down handshake is tied to the registrations open
+/// for its target when it arrived, so that a registration that ended with
+/// Asana's answer releases the handshakes only it could have received
+/// (`SecretStore::release_handshakes`): an honest failure never makes
+/// recovery refuse a later create. Rows from before keep an empty list and
+/// are only ever dropped by age or a confirm.
+macro_rules! migration_4 {
+    () => {
+        r#"
+ALTER TABLE asana_webhooks_unconfirmed ADD COLUMN registrations text[] NOT NULL DEFAULT '{}';
+CREATE FUNCTION asana_webhooks_tie_unconfirmed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.registrations := ARRAY(
+        SELECT id FROM asana_webhooks_registrations
+        WHERE target = NEW.target AND expires_at > clock_timestamp()
+        ORDER BY id);
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER asana_webhooks_unconfirmed_tied
+    BEFORE INSERT ON asana_webhooks_unconfirmed
+    FOR EACH ROW EXECUTE FUNCTION asana_webhooks_tie_unconfirmed();
+CREATE FUNCTION asana_webhooks_release_handshakes(registration text) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM asana_webhooks_unconfirmed WHERE registrations = ARRAY[registration];
+    UPDATE asana_webhooks_unconfirmed
+        SET registrations = array_remove(registrations, registration)
+        WHERE registration = ANY(registrations);
+$$;
+"#
+    };
+}
+
+/// The schema version this build migrates to (what [`migrate`] returns).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[migration_1!(), migration_2!(), migration_3!()];
+const MIGRATIONS: &[&str] = &[
+    migration_1!(),
+    migration_2!(),
+    migration_3!(),
+    migration_4!(),
+];
 
 /// The channel on which every change of a stored secret is announced
 /// (version 3), its payload the target.

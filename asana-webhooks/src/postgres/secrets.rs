@@ -435,6 +435,18 @@ impl SecretStore for PostgresSecretStore {
         Ok(confirmed)
     }
 
+    async fn release_handshakes(&self, registration: &RegistrationId) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "SELECT asana_webhooks_release_handshakes($1)",
+                &[&registration.as_str()],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn close_registration(
         &self,
         registration: &RegistrationId,
