@@ -267,15 +267,16 @@ fn crash_test(how: Stop) {
     stop(&mut child, Stop::Interrupt);
 }
 
-/// Waits until everything acknowledged was printed (at most 30 s), then
-/// asserts that nothing was lost and reports the repeats.
+/// Waits until everything acknowledged was printed (at most 120 s: on a
+/// loaded machine printing and acknowledging 4,000 events takes a while),
+/// then asserts that nothing was lost and reports the repeats.
 fn check_nothing_lost(
     confirmed: &HashSet<String>,
     printed: &Printed,
     summary: &str,
     started: Instant,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let seen: HashSet<String> = printed.gids().into_iter().collect();
         if confirmed.is_subset(&seen) || Instant::now() > deadline {
