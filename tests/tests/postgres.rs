@@ -353,10 +353,10 @@ async fn the_database_writes_down_every_pending_handshake_whoever_inserts_it() {
 async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
     let db = Postgres::start();
     let pool = postgres::connect(&db.url()).await.unwrap();
-    assert_eq!(postgres::migrate(&pool).await.unwrap(), 2);
+    assert_eq!(postgres::migrate(&pool).await.unwrap(), 3);
     assert_eq!(
         postgres::migrate(&pool).await.unwrap(),
-        2,
+        3,
         "running it again changes nothing"
     );
     let inbox = PostgresInbox::with_limits(pool, &db.url(), Duration::from_secs(30), 2).unwrap();

@@ -148,8 +148,31 @@ CREATE TRIGGER asana_webhooks_write_down_handshake
     };
 }
 
+/// Version 3: the inbox's lease tokens (an acknowledgement or release must
+/// bring back the token of the current lease), each event's last failed
+/// attempt, and the dead letters: events that failed on every attempt,
+/// kept out of the way until re-driven or purged.
+macro_rules! migration_3 {
+    () => {
+        r#"
+ALTER TABLE asana_webhooks_inbox ADD COLUMN lease_token bigint;
+ALTER TABLE asana_webhooks_inbox ADD COLUMN last_error text;
+CREATE TABLE asana_webhooks_dead_letters (
+    id bigint PRIMARY KEY,
+    target text NOT NULL,
+    webhook_gid text,
+    received_at timestamptz NOT NULL,
+    event text NOT NULL,
+    attempts integer NOT NULL,
+    last_error text,
+    dead_at timestamptz NOT NULL DEFAULT now()
+);
+"#
+    };
+}
+
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[migration_1!(), migration_2!()];
+const MIGRATIONS: &[&str] = &[migration_1!(), migration_2!(), migration_3!()];
 
 /// The rules the trigger of version 2 applies, by name in
 /// `asana_webhooks_settings`, each from its Rust constant: one source for
