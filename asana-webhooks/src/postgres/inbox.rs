@@ -80,6 +80,13 @@ struct Acking {
     reply: oneshot::Sender<Result<(), InboxError>>,
 }
 
+/// Deletes acknowledged events whose lease token is still theirs; `$1` the
+/// ids, `$2` the tokens.
+const ACK: &str = "DELETE FROM asana_webhooks_inbox i
+    USING unnest($1::int8[], $2::int8[]) AS a(id, token)
+    WHERE i.id = a.id AND i.lease_token = a.token
+    RETURNING i.id";
+
 /// Deletes the acknowledgements that arrive while the previous delete runs
 /// in one statement (one commit for them all); each is answered after it,
 /// refused when its lease token is no longer the event's.
@@ -96,14 +103,12 @@ async fn commit_acks(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Acking>) {
         let tokens: Vec<i64> = batch.iter().map(|a| a.token).collect();
         let deleted = async {
             let client = pool.get().await.map_err(|e| e.to_string())?;
+            let statement = client
+                .prepare_cached(ACK)
+                .await
+                .map_err(|e| e.to_string())?;
             let rows = client
-                .query(
-                    "DELETE FROM asana_webhooks_inbox i
-                     USING unnest($1::int8[], $2::int8[]) AS a(id, token)
-                     WHERE i.id = a.id AND i.lease_token = a.token
-                     RETURNING i.id",
-                    &[&ids, &tokens],
-                )
+                .query(&statement, &[&ids, &tokens])
                 .await
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>(
@@ -347,31 +352,11 @@ impl PostgresInbox {
         let client = self.inner.relaxed.get().await.map_err(storage)?;
         let token = fastrand::i64(..);
         let max_attempts = self.retries().max_attempts().min(i32::MAX as u32) as i32;
+        // Prepared once per connection rather than parsed and planned per claim.
+        let statement = client.prepare_cached(CLAIM).await.map_err(storage)?;
         let rows = client
             .query(
-                "WITH picked AS (
-                     SELECT id FROM asana_webhooks_inbox
-                     WHERE leased_until IS NULL OR leased_until < now()
-                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
-                 spent AS (
-                     DELETE FROM asana_webhooks_inbox i USING picked p
-                     WHERE i.id = p.id AND i.attempts >= $2
-                     RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts, i.last_error),
-                 buried AS (
-                     INSERT INTO asana_webhooks_dead_letters
-                         (id, target, webhook_gid, received_at, event, attempts, last_error)
-                     SELECT * FROM spent RETURNING 1),
-                 claimed AS (
-                     UPDATE asana_webhooks_inbox i
-                     SET leased_until = now() + make_interval(secs => $3),
-                         attempts = i.attempts + 1, lease_token = $4
-                     FROM picked p WHERE i.id = p.id AND i.attempts < $2
-                     RETURNING i.id, i.target, i.webhook_gid,
-                         (extract(epoch from i.received_at) * 1000)::bigint AS received_ms,
-                         i.event, i.attempts)
-                 SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n
-                 FROM (SELECT count(*) AS n FROM buried) b LEFT JOIN claimed c ON true
-                 ORDER BY c.id",
+                &statement,
                 &[
                     &(max.max(1) as i64),
                     &max_attempts,
@@ -408,6 +393,34 @@ impl PostgresInbox {
         Ok((items, buried))
     }
 }
+
+/// Claims up to `$1` claimable events, oldest first, under the lease token
+/// `$4` for `$3` seconds; those already handed out `$2` times move to the
+/// dead letters instead. One row per claimed event (or one without an
+/// event when none was claimed), each with how many moved.
+const CLAIM: &str = "WITH picked AS (
+        SELECT id FROM asana_webhooks_inbox
+        WHERE leased_until IS NULL OR leased_until < now()
+        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
+    spent AS (
+        DELETE FROM asana_webhooks_inbox i USING picked p
+        WHERE i.id = p.id AND i.attempts >= $2
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts, i.last_error),
+    buried AS (
+        INSERT INTO asana_webhooks_dead_letters
+            (id, target, webhook_gid, received_at, event, attempts, last_error)
+        SELECT * FROM spent RETURNING 1),
+    claimed AS (
+        UPDATE asana_webhooks_inbox i
+        SET leased_until = now() + make_interval(secs => $3),
+            attempts = i.attempts + 1, lease_token = $4
+        FROM picked p WHERE i.id = p.id AND i.attempts < $2
+        RETURNING i.id, i.target, i.webhook_gid,
+            (extract(epoch from i.received_at) * 1000)::bigint AS received_ms,
+            i.event, i.attempts)
+    SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n
+    FROM (SELECT count(*) AS n FROM buried) b LEFT JOIN claimed c ON true
+    ORDER BY c.id";
 
 /// Sends one NOTIFY for every burst of appends, outside their transactions:
 /// a NOTIFY inside each would serialise their commits.
@@ -476,6 +489,28 @@ async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
     }
 }
 
+/// Puts off the lease of event `$1`, held under token `$2`, by `$4`
+/// seconds and records `$5` as its last error; or, when it was handed out
+/// `$3` times, moves it to the dead letters. Counts the events held (0:
+/// the lease was lost) and moved.
+const RELEASE: &str = "WITH held AS (
+        SELECT id, attempts FROM asana_webhooks_inbox
+        WHERE id = $1 AND lease_token = $2 FOR UPDATE),
+    spent AS (
+        DELETE FROM asana_webhooks_inbox i USING held h
+        WHERE i.id = h.id AND h.attempts >= $3
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts),
+    buried AS (
+        INSERT INTO asana_webhooks_dead_letters
+            (id, target, webhook_gid, received_at, event, attempts, last_error)
+        SELECT s.*, $5 FROM spent s RETURNING 1),
+    retried AS (
+        UPDATE asana_webhooks_inbox i
+        SET leased_until = now() + make_interval(secs => $4),
+            lease_token = NULL, last_error = $5
+        FROM held h WHERE i.id = h.id AND h.attempts < $3 RETURNING 1)
+    SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM buried)";
+
 impl Acknowledge for PostgresInbox {
     fn ack(&self, id: u64, attempt: u32, token: u64) -> BoxFuture<'static, Result<(), InboxError>> {
         let (reply, answer) = oneshot::channel();
@@ -505,25 +540,10 @@ impl Acknowledge for PostgresInbox {
             let client = inbox.inner.relaxed.get().await.map_err(storage)?;
             // The lease is put off by the backoff: nobody claims the event
             // before it is over.
+            let statement = client.prepare_cached(RELEASE).await.map_err(storage)?;
             let row = client
                 .query_one(
-                    "WITH held AS (
-                         SELECT id, attempts FROM asana_webhooks_inbox
-                         WHERE id = $1 AND lease_token = $2 FOR UPDATE),
-                     spent AS (
-                         DELETE FROM asana_webhooks_inbox i USING held h
-                         WHERE i.id = h.id AND h.attempts >= $3
-                         RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts),
-                     buried AS (
-                         INSERT INTO asana_webhooks_dead_letters
-                             (id, target, webhook_gid, received_at, event, attempts, last_error)
-                         SELECT s.*, $5 FROM spent s RETURNING 1),
-                     retried AS (
-                         UPDATE asana_webhooks_inbox i
-                         SET leased_until = now() + make_interval(secs => $4),
-                             lease_token = NULL, last_error = $5
-                         FROM held h WHERE i.id = h.id AND h.attempts < $3 RETURNING 1)
-                     SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM buried)",
+                    &statement,
                     &[
                         &(id as i64),
                         &(token as i64),
