@@ -76,9 +76,9 @@ impl FileInbox {
         &self.path
     }
 
-    /// Every stored event (waiting or in flight, not the dead letters) as `(id, webhook gid,
-    /// received at, raw JSON)`, oldest first: what `asana-webhooks inbox
-    /// --print` shows.
+    /// Every stored event (waiting or in flight; not the dead letters) as
+    /// `(id, webhook gid, received at, raw JSON)`, oldest first: what
+    /// `asana-webhooks inbox --print` shows.
     pub fn stored(&self) -> Vec<(u64, Option<String>, chrono::DateTime<chrono::Utc>, String)> {
         self.engine
             .snapshot()

@@ -24,8 +24,9 @@
 //! where it blocks nothing: [`Inbox::dead_letters`] lists them,
 //! [`Inbox::redrive_dead_letters`] hands them out again with their attempts
 //! reset, [`Inbox::purge_dead_letters`] deletes them. Attempt counts are
-//! stored with the events, so they survive restarts. [`handle_each`] does
-//! all this for you.
+//! stored with the events, so they survive restarts (a hand-out is written
+//! within milliseconds without making the consumer wait: a crash in those
+//! milliseconds does not count it). [`handle_each`] does all this for you.
 //!
 //! ```no_run
 //! # async fn run(inbox: asana_webhooks::inbox::FileInbox) -> Result<(), asana_webhooks::inbox::InboxError> {
