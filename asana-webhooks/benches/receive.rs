@@ -13,15 +13,26 @@
 //! 4. the durable receiver (every delivery committed to a `FileInbox`, with
 //!    fsync, before the 200) against the in-memory receiver in the same run
 //!    (target: at least 0.5), with p50/p99 time to the 200 (target: p99
-//!    under 50 ms), 32 connections, 1 KiB deliveries.
+//!    under 50 ms), 32 connections, 1 KiB deliveries; beside it, the
+//!    consumption rate (events taken and acknowledged per second by
+//!    `inbox::handle_each`, and one acknowledgement awaited at a time) from
+//!    a `FileInbox` holding a backlog, as a ratio to the events the durable
+//!    receiver accepted per second in the same run (target: at least 1, so
+//!    that a backlog drains);
+//! 5. with `--features postgres`: the PostgreSQL inbox with one and two
+//!    receiver instances beside the embedded inbox, and its consumption
+//!    rate against its accept rate.
 //!
-//! Run with `cargo bench -p asana-webhooks --bench receive`.
+//! Run with `cargo bench -p asana-webhooks --bench receive`; name sections
+//! after `--` to run only those (`verify`, `receiver`, `durable`,
+//! `postgres`), e.g. `cargo bench -p asana-webhooks --bench receive --
+//! durable`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use asana_webhooks::event::parse_delivery;
-use asana_webhooks::inbox::{FileInbox, Inbox, MemoryInbox};
+use asana_webhooks::inbox::{FileInbox, Inbox, MemoryInbox, VerifiedDelivery, handle_each};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{MemorySecretStore, SecretStore, StoredSecret, TargetKey};
 use asana_webhooks::signature::Signature;
@@ -248,6 +259,86 @@ fn spawn_consumer(inbox: impl Inbox) {
     });
 }
 
+/// How events are taken and acknowledged in [`consumption`].
+#[derive(Clone, Copy)]
+enum Consumer {
+    /// `inbox::handle_each`, as an application would.
+    HandleEach,
+    /// `next()` then `ack().await`, one event at a time.
+    OneAtATime,
+}
+
+/// Events taken and acknowledged per second from `inbox`, which is first
+/// filled with `count` distinct events (1 KiB deliveries, appended 32 at a
+/// time); the clock runs from the first take to the last acknowledgement
+/// committed. Bounded to 20 s.
+async fn consumption<I: Inbox>(inbox: I, count: usize, consumer: Consumer, offset: usize) -> f64 {
+    let target = TargetKey::from_path_and_query("/hooks");
+    let mut appended = 0;
+    let mut n = offset;
+    while appended < count {
+        let deliveries: Vec<_> = (0..32)
+            .map(|_| {
+                n += 1;
+                VerifiedDelivery::from_body(target.clone(), Some("0".into()), &distinct_delivery(n))
+                    .unwrap()
+            })
+            .collect();
+        for result in
+            futures::future::join_all(deliveries.into_iter().map(|d| inbox.append(d))).await
+        {
+            appended += result.unwrap().added;
+        }
+    }
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(20);
+    let consuming = {
+        let (inbox, handled) = (inbox.clone(), handled.clone());
+        tokio::spawn(async move {
+            match consumer {
+                Consumer::HandleEach => {
+                    handle_each(inbox, async move |item| {
+                        black_box(item.raw());
+                        handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok::<(), std::convert::Infallible>(())
+                    })
+                    .await
+                }
+                Consumer::OneAtATime => {
+                    while let Some(item) = inbox.next().await {
+                        black_box(item.raw());
+                        item.ack().await.unwrap();
+                        handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+    while handled.load(std::sync::atomic::Ordering::SeqCst) < appended && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Closing lets the consumer finish what it acknowledged: the clock stops
+    // once every acknowledgement is committed.
+    inbox.close();
+    consuming.await.unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    handled.load(std::sync::atomic::Ordering::SeqCst) as f64 / elapsed
+}
+
+/// Events in one of the benchmark's 1 KiB deliveries.
+fn events_per_delivery() -> usize {
+    VerifiedDelivery::from_body(
+        TargetKey::from_path_and_query("/"),
+        None,
+        &distinct_delivery(0),
+    )
+    .unwrap()
+    .events
+    .len()
+}
+
 /// A store holding the benchmark's secret for `/hooks`.
 async fn bench_store() -> MemorySecretStore {
     let store = MemorySecretStore::new();
@@ -315,6 +406,28 @@ async fn durable_throughput() -> f64 {
     println!(
         "durable/in-memory {ratio:.2} (target >= 0.5); durable p99 {:.2?} (target < 50 ms)",
         d.p99
+    );
+    let accepted = d.per_second * events_per_delivery() as f64;
+    let mut consumed = 0.0;
+    for (name, consumer) in [
+        ("handle_each", Consumer::HandleEach),
+        ("next + ack, one at a time", Consumer::OneAtATime),
+    ] {
+        let inbox = FileInbox::open(dir.path().join(format!("consume-{name}.redb")))
+            .await
+            .unwrap();
+        let rate = consumption(inbox, 4_000, consumer, 10_000_000).await;
+        if consumed == 0.0 {
+            consumed = rate;
+        }
+        println!(
+            "consumption from FileInbox ({name}): {rate:8.0} events/s; accepted {accepted:8.0} events/s: ratio {:.2}",
+            rate / accepted
+        );
+    }
+    println!(
+        "FileInbox consumption (handle_each)/acceptance {:.2} (target >= 1)",
+        consumed / accepted
     );
     ratio
 }
@@ -417,19 +530,40 @@ fn main() {
         runtime.block_on(pg_round_trips::measure());
         return;
     }
+    // Section names after `--bench` (and its flags) pick what runs.
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let started = Instant::now();
-    let small = verify_and_decode("1 KiB", &delivery_of_size(1024));
-    let large = verify_and_decode("256 KiB", &delivery_of_size(256 * 1024));
+    let mut summary = Vec::new();
+    if wanted("verify") {
+        let small = verify_and_decode("1 KiB", &delivery_of_size(1024));
+        let large = verify_and_decode("256 KiB", &delivery_of_size(256 * 1024));
+        summary.push(format!(
+            "verify+decode/HMAC 1 KiB {small:.2}, 256 KiB {large:.2}"
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let served = runtime.block_on(receiver_throughput());
-    let durable = runtime.block_on(durable_throughput());
+    if wanted("receiver") {
+        let served = runtime.block_on(receiver_throughput());
+        summary.push(format!("receiver/bare axum {served:.2}"));
+    }
+    if wanted("durable") {
+        let durable = runtime.block_on(durable_throughput());
+        summary.push(format!("durable/in-memory {durable:.2}"));
+    }
     #[cfg(feature = "postgres")]
-    runtime.block_on(postgres_throughput());
+    if wanted("postgres") {
+        runtime.block_on(postgres_throughput());
+    }
     println!(
-        "\nsummary: verify+decode/HMAC 1 KiB {small:.2}, 256 KiB {large:.2}; receiver/bare axum {served:.2}; durable/in-memory {durable:.2}; took {:.0?}",
+        "\nsummary: {}; took {:.0?}",
+        summary.join("; "),
         started.elapsed()
     );
 }
@@ -451,7 +585,7 @@ async fn postgres_throughput() {
     use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
     let db = support::Postgres::start();
     let url = db.url();
-    let mut instances = Vec::new();
+    let (mut instances, mut inboxes) = (Vec::new(), Vec::new());
     for _ in 0..2 {
         let pool = postgres::connect(&url).await.unwrap();
         postgres::migrate(&pool).await.unwrap();
@@ -468,6 +602,7 @@ async fn postgres_throughput() {
         }
         let inbox = PostgresInbox::new(pool, &url).unwrap();
         spawn_consumer(inbox.clone());
+        inboxes.push(inbox.clone());
         instances.push(serve_receiver(Receiver::builder(store).build_with_inbox(inbox)).await);
     }
     let dir = tempfile::tempdir().unwrap();
@@ -515,4 +650,25 @@ async fn postgres_throughput() {
         results[1] / results[0],
         results[2] / results[0]
     );
+    let accepted = results[1] * events_per_delivery() as f64;
+    // The instances' consumers stop, so that only the measured one takes.
+    for inbox in &inboxes {
+        inbox.close();
+    }
+    for (round, (name, consumer)) in [
+        ("handle_each", Consumer::HandleEach),
+        ("next + ack, one at a time", Consumer::OneAtATime),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A fresh inbox whose only consumer is the one measured.
+        let pool = postgres::connect(&url).await.unwrap();
+        let inbox = PostgresInbox::new(pool, &url).unwrap();
+        let rate = consumption(inbox, 4_000, consumer, 20_000_000 + round * 100_000).await;
+        println!(
+            "consumption from PostgresInbox ({name}): {rate:8.0} events/s; accepted (1 instance) {accepted:8.0} events/s: ratio {:.2}",
+            rate / accepted
+        );
+    }
 }

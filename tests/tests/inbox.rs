@@ -121,3 +121,459 @@ async fn an_inbox_that_cannot_commit_answers_503_and_keeps_nothing() {
         1
     );
 }
+
+/// The inbox contract, written once and run against every backend: a
+/// failing event retried with backoff and then dead-lettered without
+/// holding up the others, attempts that survive a reopen, leases that a
+/// consumer loses when they expire, and acknowledgements that keep up with
+/// deliveries.
+mod contract {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use asana_webhooks::inbox::{
+        FileInbox, Inbox, InboxError, InboxItem, MemoryInbox, Released, Retries, Selection,
+        VerifiedDelivery, handle_each,
+    };
+    use asana_webhooks::postgres::PostgresInbox;
+    use asana_webhooks::secrets::TargetKey;
+    use asana_webhooks_tests::postgres::Postgres;
+    use serde_json::value::RawValue;
+
+    /// Opens an inbox of one kind; opening again reaches the same store
+    /// (where the kind has one).
+    trait Backend {
+        type Inbox: Inbox;
+        async fn open(&self, lease: Duration, retries: Retries) -> Self::Inbox;
+    }
+
+    struct Memory;
+
+    impl Backend for Memory {
+        type Inbox = MemoryInbox;
+        async fn open(&self, lease: Duration, retries: Retries) -> MemoryInbox {
+            MemoryInbox::with_limits(lease, 1 << 30).with_retries(retries)
+        }
+    }
+
+    struct File(tempfile::TempDir);
+
+    impl File {
+        fn new() -> Self {
+            Self(tempfile::tempdir().unwrap())
+        }
+    }
+
+    impl Backend for File {
+        type Inbox = FileInbox;
+        async fn open(&self, lease: Duration, retries: Retries) -> FileInbox {
+            FileInbox::open_with_limits(self.0.path().join("inbox.redb"), lease, 1 << 30)
+                .await
+                .unwrap()
+                .with_retries(retries)
+        }
+    }
+
+    struct Pg(Postgres);
+
+    impl Pg {
+        fn new() -> Self {
+            Self(Postgres::start())
+        }
+    }
+
+    impl Backend for Pg {
+        type Inbox = PostgresInbox;
+        async fn open(&self, lease: Duration, retries: Retries) -> PostgresInbox {
+            PostgresInbox::with_limits(self.0.pool().await, &self.0.url(), lease, 1_000_000)
+                .unwrap()
+                .with_retries(retries)
+        }
+    }
+
+    fn delivery(events: &[String]) -> VerifiedDelivery {
+        VerifiedDelivery {
+            target: TargetKey::from_path_and_query("/t"),
+            webhook_gid: Some("9".into()),
+            events: events
+                .iter()
+                .map(|e| RawValue::from_string(e.clone()).unwrap())
+                .collect(),
+        }
+    }
+
+    async fn next(inbox: &impl Inbox) -> InboxItem {
+        tokio::time::timeout(Duration::from_secs(10), inbox.next())
+            .await
+            .expect("an item within 10 s")
+            .expect("open")
+    }
+
+    /// Polls `done` every 10 ms for at most `limit`; whether it came true.
+    async fn within<I: Inbox>(
+        limit: Duration,
+        inbox: &I,
+        mut done: impl FnMut(&asana_webhooks::inbox::InboxStats) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if done(&inbox.stats().await.unwrap()) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        good: HashSet<String>,
+        /// Each attempt at a failing event: its attempt number and when.
+        bad: Vec<(u32, Instant)>,
+        /// Whether failing events now succeed (after a fix), and the
+        /// attempts they succeeded on.
+        healed: bool,
+        healed_on: Vec<u32>,
+    }
+
+    /// One event that always fails beside 20 good ones: the good ones are
+    /// all handled at once, the failing one is retried no sooner than its
+    /// backoff and then moves to the dead letters after the configured
+    /// attempts; re-driven, it comes back with its attempts reset; purged,
+    /// it is gone.
+    async fn a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing<B: Backend>(
+        backend: B,
+    ) {
+        let backoff = Duration::from_millis(40);
+        let retries = Retries::default()
+            .with_max_attempts(3)
+            .with_backoff(backoff, backoff);
+        let inbox = backend.open(Duration::from_secs(30), retries).await;
+        let bad = r#"{"bad":1}"#.to_string();
+        let mut events = vec![bad.clone()];
+        events.extend((0..20).map(|n| format!(r#"{{"good":{n}}}"#)));
+        inbox.append(delivery(&events)).await.unwrap();
+
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let log = seen.clone();
+        let consumer = tokio::spawn(handle_each(inbox.clone(), async move |item| {
+            let mut seen = log.lock().unwrap();
+            if item.raw().contains("bad") {
+                if seen.healed {
+                    seen.healed_on.push(item.attempt());
+                    return Ok(());
+                }
+                seen.bad.push((item.attempt(), Instant::now()));
+                return Err("always fails");
+            }
+            seen.good.insert(item.raw().to_string());
+            Ok(())
+        }));
+
+        let started = Instant::now();
+        assert!(
+            within(Duration::from_secs(3), &inbox, |s| s.waiting + s.in_flight
+                <= 1)
+            .await,
+            "the good events are handled at once beside the failing one"
+        );
+        assert_eq!(seen.lock().unwrap().good.len(), 20);
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(
+            within(Duration::from_secs(20), &inbox, |s| s.dead_letters == 1).await,
+            "the failing event ends in the dead letters"
+        );
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!(
+            (
+                stats.waiting,
+                stats.retrying,
+                stats.in_flight,
+                stats.dead_letters
+            ),
+            (0, 0, 0, 1),
+            "a dead letter blocks nothing and is not waiting"
+        );
+        let attempts = seen.lock().unwrap().bad.clone();
+        assert_eq!(
+            attempts.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "tried exactly max_attempts times"
+        );
+        for pair in attempts.windows(2) {
+            let gap = pair[1].1 - pair[0].1;
+            assert!(
+                gap >= backoff / 2,
+                "attempt {} came {gap:?} after the one before: not before its backoff",
+                pair[1].0
+            );
+        }
+        let dead = inbox.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].raw, bad);
+        assert_eq!(dead[0].attempts, 3);
+        assert_eq!(dead[0].last_error.as_deref(), Some("always fails"));
+        assert_eq!(dead[0].webhook_gid.as_deref(), Some("9"));
+
+        // Re-driven once fixed: handed out again as new, and handled.
+        seen.lock().unwrap().healed = true;
+        assert_eq!(inbox.redrive_dead_letters(Selection::All).await.unwrap(), 1);
+        assert!(
+            within(Duration::from_secs(10), &inbox, |s| {
+                s.waiting + s.in_flight + s.dead_letters as usize == 0
+            })
+            .await,
+            "the re-driven event is handled and acknowledged"
+        );
+        assert_eq!(
+            seen.lock().unwrap().healed_on,
+            [1],
+            "its attempts were reset"
+        );
+        assert!(inbox.dead_letters().await.unwrap().is_empty());
+
+        // Another failing event, purged once dead.
+        seen.lock().unwrap().healed = false;
+        inbox
+            .append(delivery(&[r#"{"bad":2}"#.to_string()]))
+            .await
+            .unwrap();
+        assert!(within(Duration::from_secs(20), &inbox, |s| s.dead_letters == 1).await);
+        let id = inbox.dead_letters().await.unwrap()[0].id;
+        assert_eq!(
+            inbox
+                .redrive_dead_letters(Selection::Ids(vec![id + 1000]))
+                .await
+                .unwrap(),
+            0,
+            "an id that is no dead letter is ignored"
+        );
+        assert_eq!(
+            inbox
+                .purge_dead_letters(Selection::Ids(vec![id]))
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(inbox.dead_letters().await.unwrap().is_empty());
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!(
+            (stats.waiting, stats.in_flight, stats.dead_letters),
+            (0, 0, 0)
+        );
+        assert_eq!(inbox.purge_dead_letters(Selection::All).await.unwrap(), 0);
+        inbox.close();
+        tokio::time::timeout(Duration::from_secs(10), consumer)
+            .await
+            .expect("handle_each returns once the inbox is closed")
+            .unwrap();
+    }
+
+    /// Failed and unsettled attempts before a reopen count after it, up to
+    /// the dead letters, which survive a reopen too.
+    async fn attempts_survive_a_reopen<B: Backend>(backend: B) {
+        let lease = Duration::from_millis(300);
+        let backoff = Duration::from_millis(10);
+        let retries = Retries::default()
+            .with_max_attempts(3)
+            .with_backoff(backoff, backoff);
+        let inbox = backend.open(lease, retries).await;
+        inbox
+            .append(delivery(&[r#"{"n":1}"#.to_string()]))
+            .await
+            .unwrap();
+        let first = next(&inbox).await;
+        assert_eq!(first.attempt(), 1);
+        assert!(matches!(
+            first.release("fails").await.unwrap(),
+            Released::Retrying { .. }
+        ));
+        let second = next(&inbox).await;
+        assert_eq!(second.attempt(), 2);
+        // The process "dies" holding it.
+        drop(second);
+        inbox.close();
+
+        let inbox = backend.open(lease, retries).await;
+        let third = next(&inbox).await;
+        assert_eq!(
+            third.attempt(),
+            3,
+            "the failed and the unsettled attempt before the reopen both count"
+        );
+        assert_eq!(
+            third.release("still fails").await.unwrap(),
+            Released::DeadLettered
+        );
+        inbox.close();
+
+        let inbox = backend.open(lease, retries).await;
+        let dead = inbox.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1, "the dead letter survives a reopen");
+        assert_eq!(
+            (dead[0].attempts, dead[0].last_error.as_deref()),
+            (3, Some("still fails"))
+        );
+        assert_eq!(inbox.stats().await.unwrap().dead_letters, 1);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(700), inbox.next())
+                .await
+                .is_err(),
+            "a dead letter is not handed out"
+        );
+        inbox.close();
+    }
+
+    /// A and B each held the item until their leases expired; C holds it
+    /// now. A's acknowledgement and B's release are refused and change
+    /// nothing; C's acknowledgement removes it, once.
+    async fn a_stale_lease_can_neither_acknowledge_nor_release<B: Backend>(backend: B) {
+        let lease = Duration::from_millis(300);
+        let inbox = backend.open(lease, Retries::default()).await;
+        inbox
+            .append(delivery(&[r#"{"n":1}"#.to_string()]))
+            .await
+            .unwrap();
+        let a = next(&inbox).await;
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        let b = next(&inbox).await;
+        assert_eq!((b.id(), b.attempt()), (a.id(), 2));
+        tokio::time::sleep(lease + Duration::from_millis(100)).await;
+        let c = next(&inbox).await;
+        assert_eq!((c.id(), c.attempt()), (a.id(), 3));
+        let id = a.id();
+
+        let refused = a.ack().await.unwrap_err();
+        assert!(
+            matches!(refused, InboxError::LeaseLost { id: i, attempt: 1 } if i == id),
+            "{refused}"
+        );
+        assert!(
+            refused.to_string().contains("handed to another consumer"),
+            "{refused}"
+        );
+        let refused = b.release("too late").await.unwrap_err();
+        assert!(
+            matches!(refused, InboxError::LeaseLost { attempt: 2, .. }),
+            "{refused}"
+        );
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!(
+            (stats.waiting, stats.retrying, stats.in_flight),
+            (0, 0, 1),
+            "still C's, untouched"
+        );
+
+        c.ack().await.unwrap();
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!(
+            (stats.waiting, stats.in_flight, stats.dead_letters),
+            (0, 0, 0)
+        );
+        assert!(
+            tokio::time::timeout(lease * 2, inbox.next()).await.is_err(),
+            "acknowledged once, gone"
+        );
+        inbox.close();
+    }
+
+    /// Taking and acknowledging a backlog with `handle_each` takes not much
+    /// longer than committing it did: acknowledgements share commits as
+    /// deliveries do, rather than paying one each.
+    async fn acknowledging_keeps_up_with_receiving<B: Backend>(backend: B, events: usize) {
+        let inbox = backend
+            .open(Duration::from_secs(60), Retries::default())
+            .await;
+        let started = Instant::now();
+        let appends = (0..events / 16).map(|d| {
+            let inbox = inbox.clone();
+            async move {
+                let events: Vec<String> =
+                    (0..16).map(|n| format!(r#"{{"d":{d},"n":{n}}}"#)).collect();
+                inbox.append(delivery(&events)).await.unwrap()
+            }
+        });
+        futures::future::join_all(appends).await;
+        let appending = started.elapsed();
+
+        let handled = Arc::new(Mutex::new(0usize));
+        let counter = handled.clone();
+        let started = Instant::now();
+        let consumer = tokio::spawn(handle_each(inbox.clone(), async move |_item| {
+            *counter.lock().unwrap() += 1;
+            Ok::<(), String>(())
+        }));
+        let drained = within(Duration::from_secs(60), &inbox, |s| {
+            s.waiting + s.in_flight == 0
+        })
+        .await;
+        let consuming = started.elapsed();
+        inbox.close();
+        consumer.await.unwrap();
+        println!(
+            "{events} events: committed in {appending:?}, taken and acknowledged in {consuming:?}"
+        );
+        assert!(drained);
+        assert_eq!(*handled.lock().unwrap(), events, "each handled once");
+        assert!(
+            consuming <= appending * 4 + Duration::from_millis(250),
+            "taking and acknowledging {events} events took {consuming:?}, committing them {appending:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing_memory() {
+        a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing(Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing_file() {
+        a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing(File::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing_postgres() {
+        a_failing_event_is_retried_then_dead_lettered_and_blocks_nothing(Pg::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_survive_a_reopen_file() {
+        attempts_survive_a_reopen(File::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn attempts_survive_a_reopen_postgres() {
+        attempts_survive_a_reopen(Pg::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_lease_can_neither_acknowledge_nor_release_memory() {
+        a_stale_lease_can_neither_acknowledge_nor_release(Memory).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_lease_can_neither_acknowledge_nor_release_file() {
+        a_stale_lease_can_neither_acknowledge_nor_release(File::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_lease_can_neither_acknowledge_nor_release_postgres() {
+        a_stale_lease_can_neither_acknowledge_nor_release(Pg::new()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledging_keeps_up_with_receiving_memory() {
+        acknowledging_keeps_up_with_receiving(Memory, 2048).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledging_keeps_up_with_receiving_file() {
+        acknowledging_keeps_up_with_receiving(File::new(), 2048).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledging_keeps_up_with_receiving_postgres() {
+        acknowledging_keeps_up_with_receiving(Pg::new(), 4096).await;
+    }
+}

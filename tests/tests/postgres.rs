@@ -655,3 +655,65 @@ async fn repeats_are_recognised_for_the_dedupe_horizon_and_no_longer() {
         "within the horizon: still a repeat"
     );
 }
+
+/// The dead letters live in the database: an event one instance gave up on
+/// is listed, re-driven and handed out by another, and an instance whose
+/// lease expired cannot touch the event the other one holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_and_leases_are_shared_by_every_instance() {
+    use asana_webhooks::inbox::{InboxError, Released, Retries, Selection};
+    let db = Postgres::start();
+    let a = instance(&db, Duration::from_millis(300)).await;
+    let b = instance(&db, Duration::from_millis(300)).await;
+    // A gives up after one attempt; B allows the default ten.
+    let (a, b) = (
+        a.inbox
+            .with_retries(Retries::default().with_max_attempts(1)),
+        b.inbox,
+    );
+    a.append(delivery(&[r#"{"n":1}"#])).await.unwrap();
+    let item = a.next().await.unwrap();
+    let id = item.id();
+    assert_eq!(
+        item.release("no handler for this").await.unwrap(),
+        Released::DeadLettered
+    );
+    let dead = b.dead_letters().await.unwrap();
+    assert_eq!(
+        (dead.len(), dead[0].id, dead[0].last_error.as_deref()),
+        (1, id, Some("no handler for this"))
+    );
+    assert_eq!(b.stats().await.unwrap().dead_letters, 1);
+    assert_eq!(
+        b.redrive_dead_letters(Selection::Ids(vec![id]))
+            .await
+            .unwrap(),
+        1
+    );
+    let (_, first) = next_gid_raw(&a).await;
+    assert_eq!(
+        (first.id(), first.attempt()),
+        (id, 1),
+        "same id, attempts reset"
+    );
+    // A's lease runs out while it works; B takes the event over.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, second) = next_gid_raw(&b).await;
+    assert_eq!(second.id(), id);
+    let refused = first.ack().await.unwrap_err();
+    assert!(matches!(refused, InboxError::LeaseLost { .. }), "{refused}");
+    second.ack().await.unwrap();
+    let stats = a.stats().await.unwrap();
+    assert_eq!(
+        (stats.waiting, stats.in_flight, stats.dead_letters),
+        (0, 0, 0)
+    );
+}
+
+async fn next_gid_raw(inbox: &PostgresInbox) -> (String, asana_webhooks::inbox::InboxItem) {
+    let item = tokio::time::timeout(Duration::from_secs(10), inbox.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("open");
+    (item.raw().to_string(), item)
+}

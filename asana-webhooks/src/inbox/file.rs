@@ -5,10 +5,15 @@ use std::time::Duration;
 
 use redb::{Database, ReadableTable, TableDefinition};
 
-use super::engine::{Batch, Engine, Journal, Loaded};
-use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError, StoredEvent};
+use serde::{Deserialize, Serialize};
+
+use super::engine::{Attempts, Batch, DeadRecord, Engine, Journal, Loaded};
+use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError, Retries, StoredEvent};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Beside each event handed out: its attempts, backoff and last error.
+const ATTEMPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("attempts");
+const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");
 const SEEN: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("seen");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const HEARTBEATS: TableDefinition<&str, u64> = TableDefinition::new("heartbeats");
@@ -59,14 +64,21 @@ impl FileInbox {
         Ok(Self { engine, path })
     }
 
+    /// Retries failed items as `retries` says (by default
+    /// [`Retries::default`]), for this inbox and every clone of it.
+    pub fn with_retries(self, retries: Retries) -> Self {
+        self.engine.set_retries(retries);
+        self
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Every stored event (waiting or in flight) as `(id, webhook gid,
-    /// received at, raw JSON)`, oldest first: what `asana-webhooks inbox
-    /// --print` shows.
+    /// Every stored event (waiting or in flight; not the dead letters) as
+    /// `(id, webhook gid, received at, raw JSON)`, oldest first: what
+    /// `asana-webhooks inbox --print` shows.
     pub fn stored(&self) -> Vec<(u64, Option<String>, chrono::DateTime<chrono::Utc>, String)> {
         self.engine
             .snapshot()
@@ -91,6 +103,15 @@ super::engine::inbox_over_engine!(FileInbox);
 const REOPEN_FIRST_WAIT: Duration = Duration::from_millis(500);
 /// The longest wait between two reopen attempts.
 const REOPEN_MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// A dead letter as stored: the event and how it died.
+#[derive(Serialize, Deserialize)]
+struct Buried {
+    event: StoredEvent,
+    attempts: u32,
+    last_error: Option<String>,
+    dead_at_ms: u64,
+}
 
 struct RedbJournal {
     /// `None` after a write error: redb refuses every transaction once one
@@ -178,6 +199,8 @@ impl Journal for RedbJournal {
             txn.open_table(SEEN).map_err(|e| self.error(e))?;
             txn.open_table(META).map_err(|e| self.error(e))?;
             txn.open_table(HEARTBEATS).map_err(|e| self.error(e))?;
+            txn.open_table(ATTEMPTS).map_err(|e| self.error(e))?;
+            txn.open_table(DEAD_LETTERS).map_err(|e| self.error(e))?;
         }
         txn.commit().map_err(|e| self.error(e))?;
 
@@ -189,6 +212,25 @@ impl Journal for RedbJournal {
             let event: StoredEvent =
                 serde_json::from_slice(value.value()).map_err(|e| self.error(e))?;
             loaded.events.push(event);
+        }
+        let attempts = txn.open_table(ATTEMPTS).map_err(|e| self.error(e))?;
+        for entry in attempts.iter().map_err(|e| self.error(e))? {
+            let (id, value) = entry.map_err(|e| self.error(e))?;
+            let record: Attempts =
+                serde_json::from_slice(value.value()).map_err(|e| self.error(e))?;
+            loaded.attempts.push((id.value(), record));
+        }
+        let dead = txn.open_table(DEAD_LETTERS).map_err(|e| self.error(e))?;
+        for entry in dead.iter().map_err(|e| self.error(e))? {
+            let (_, value) = entry.map_err(|e| self.error(e))?;
+            let buried: Buried =
+                serde_json::from_slice(value.value()).map_err(|e| self.error(e))?;
+            loaded.dead.push(DeadRecord {
+                event: std::sync::Arc::new(buried.event),
+                attempts: buried.attempts,
+                last_error: buried.last_error,
+                dead_at_ms: buried.dead_at_ms,
+            });
         }
         let seen = txn.open_table(SEEN).map_err(|e| self.error(e))?;
         for entry in seen.iter().map_err(|e| self.error(e))? {
@@ -208,7 +250,11 @@ impl Journal for RedbJournal {
                 .unwrap_or(0))
         };
         loaded.duplicates = read("duplicates")?;
-        loaded.next_id = read("next_id")?.max(loaded.events.last().map_or(0, |e| e.id + 1));
+        // A re-driven dead letter keeps its id, so ids come from both.
+        let last_dead = loaded.dead.iter().map(|d| d.event.id + 1).max();
+        loaded.next_id = read("next_id")?
+            .max(loaded.events.last().map_or(0, |e| e.id + 1))
+            .max(last_dead.unwrap_or(0));
         let heartbeats = txn.open_table(HEARTBEATS).map_err(|e| self.error(e))?;
         for entry in heartbeats.iter().map_err(|e| self.error(e))? {
             let (gid, ms) = entry.map_err(|e| self.error(e))?;
@@ -249,8 +295,42 @@ impl RedbJournal {
                     .insert(event.id, bytes.as_slice())
                     .map_err(|e| self.error(e))?;
             }
+            let mut attempts = txn.open_table(ATTEMPTS).map_err(|e| self.error(e))?;
+            let mut dead = txn.open_table(DEAD_LETTERS).map_err(|e| self.error(e))?;
+            for event in &batch.revived {
+                let bytes = serde_json::to_vec(&**event).map_err(|e| self.error(e))?;
+                events
+                    .insert(event.id, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+                dead.remove(event.id).map_err(|e| self.error(e))?;
+                attempts.remove(event.id).map_err(|e| self.error(e))?;
+            }
+            for (id, record) in &batch.attempts {
+                let bytes = serde_json::to_vec(record).map_err(|e| self.error(e))?;
+                attempts
+                    .insert(*id, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
             for id in &batch.acks {
                 events.remove(id).map_err(|e| self.error(e))?;
+                attempts.remove(id).map_err(|e| self.error(e))?;
+            }
+            for record in &batch.buried {
+                let id = record.event.id;
+                let bytes = serde_json::to_vec(&Buried {
+                    event: (*record.event).clone(),
+                    attempts: record.attempts,
+                    last_error: record.last_error.clone(),
+                    dead_at_ms: record.dead_at_ms,
+                })
+                .map_err(|e| self.error(e))?;
+                dead.insert(id, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+                events.remove(id).map_err(|e| self.error(e))?;
+                attempts.remove(id).map_err(|e| self.error(e))?;
+            }
+            for id in &batch.purged {
+                dead.remove(id).map_err(|e| self.error(e))?;
             }
             let mut seen = txn.open_table(SEEN).map_err(|e| self.error(e))?;
             for (ms, key) in &batch.seen {
@@ -355,25 +435,51 @@ mod tests {
         assert_eq!(second.id(), first.id());
         assert_eq!(second.attempt(), 2);
         second.ack().await.unwrap();
-        // The late acknowledgement of the first lease is harmless.
-        first.ack().await.unwrap();
+        // The late acknowledgement of the first lease is refused, harmlessly.
+        let late = first.ack().await.unwrap_err();
+        assert!(
+            matches!(late, InboxError::LeaseLost { attempt: 1, .. }),
+            "{late}"
+        );
         let stats = inbox.stats().await.unwrap();
         assert_eq!((stats.waiting, stats.in_flight), (0, 0));
     }
 
     #[tokio::test]
-    async fn released_items_come_back_at_once() {
+    async fn released_items_come_back_after_their_backoff_with_their_reason() {
         let dir = tempfile::tempdir().unwrap();
-        let inbox = FileInbox::open(dir.path().join("i.redb")).await.unwrap();
+        let path = dir.path().join("i.redb");
+        let backoff = Duration::from_millis(200);
+        let retries = Retries::default()
+            .with_max_attempts(2)
+            .with_backoff(backoff, backoff);
+        let inbox = FileInbox::open(&path).await.unwrap().with_retries(retries);
         inbox.append(delivery(&[A])).await.unwrap();
         let first = next(&inbox).await;
         let id = first.id();
-        first.release();
-        let again = tokio::time::timeout(Duration::from_millis(500), inbox.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(again.id(), id);
+        let started = std::time::Instant::now();
+        let released = first.release("not yet").await.unwrap();
+        assert!(
+            matches!(released, super::super::Released::Retrying { after } if after >= backoff / 2),
+            "{released:?}"
+        );
+        assert_eq!(inbox.stats().await.unwrap().retrying, 1);
+        let again = next(&inbox).await;
+        assert!(started.elapsed() >= backoff / 2, "not before its backoff");
+        assert_eq!((again.id(), again.attempt()), (id, 2));
+        assert_eq!(
+            again.release("still not").await.unwrap(),
+            super::super::Released::DeadLettered
+        );
+        inbox.close();
+        let inbox = FileInbox::open(&path).await.unwrap();
+        let dead = inbox.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1, "dead letters are stored");
+        assert_eq!(
+            (dead[0].id, dead[0].attempts, dead[0].last_error.as_deref()),
+            (id, 2, Some("still not"))
+        );
+        assert_eq!(dead[0].raw, A);
     }
 
     #[tokio::test]

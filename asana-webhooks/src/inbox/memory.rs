@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::engine::{Batch, Engine, Journal, Loaded};
-use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError};
+use super::{DEFAULT_LEASE, DEFAULT_MAX_BYTES, InboxError, Retries};
 
 /// An [`Inbox`](super::Inbox) in memory. **Not durable**: whatever it holds when the
 /// process stops is lost, and Asana never delivers it again. For tests,
@@ -51,6 +51,13 @@ impl MemoryInbox {
             engine: Engine::start(Box::new(NoJournal), lease, max_bytes)
                 .expect("an in-memory inbox starts"),
         }
+    }
+
+    /// Retries failed items as `retries` says (by default
+    /// [`Retries::default`]), for this inbox and every clone of it.
+    pub fn with_retries(self, retries: Retries) -> Self {
+        self.engine.set_retries(retries);
+        self
     }
 }
 

@@ -11,7 +11,22 @@
 //! Your code takes events with [`Inbox::next`] and acknowledges each with
 //! [`InboxItem::ack`] once handled. An item taken and not acknowledged is
 //! handed out again when its lease expires or after a restart: handling is
-//! at least once, so make it idempotent.
+//! at least once, so make it idempotent. Each hand-out carries a lease
+//! token: once a lease expired and the item went to another consumer, the
+//! first holder's acknowledgement or release is refused
+//! ([`InboxError::LeaseLost`]), so that only the current holder decides.
+//!
+//! An item whose handling failed is given back with
+//! [`InboxItem::release`]: it is handed out again after a backoff that
+//! grows with its attempts (with jitter), and after its last allowed
+//! attempt ([`Retries`], [`DEFAULT_MAX_ATTEMPTS`] by default; an expired
+//! lease counts as a failed attempt) it moves to the **dead letters**,
+//! where it blocks nothing: [`Inbox::dead_letters`] lists them,
+//! [`Inbox::redrive_dead_letters`] hands them out again with their attempts
+//! reset, [`Inbox::purge_dead_letters`] deletes them. Attempt counts are
+//! stored with the events, so they survive restarts (a hand-out is written
+//! within milliseconds without making the consumer wait: a crash in those
+//! milliseconds does not count it). [`handle_each`] does all this for you.
 //!
 //! ```no_run
 //! # async fn run(inbox: asana_webhooks::inbox::FileInbox) -> Result<(), asana_webhooks::inbox::InboxError> {
@@ -34,11 +49,16 @@
 //!
 //! Concurrent deliveries share commits (group commit): while one commit is
 //! being flushed to disk the next deliveries gather, and each is answered
-//! only after the commit that holds it.
+//! only after the commit that holds it. Acknowledgements share commits the
+//! same way: acknowledge several items together (for example with
+//! `futures::future::join_all` over their [`InboxItem::ack`]s, or let
+//! [`handle_each`] do it) and they are committed together.
 
 mod engine;
 mod file;
+mod handle;
 mod memory;
+mod retry;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,9 +69,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 pub use file::FileInbox;
+pub use handle::handle_each;
 pub use memory::MemoryInbox;
+pub use retry::{
+    DEFAULT_FIRST_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DeadLetter, Released,
+    Retries, Selection,
+};
 
 use crate::event::{Event, UndecodedEvent};
 use crate::secrets::TargetKey;
@@ -96,6 +122,19 @@ pub enum InboxError {
     /// The inbox was closed.
     #[error("the inbox is closed")]
     Closed,
+    /// The caller's lease on the item was lost: it expired and the item
+    /// was handed to another consumer (or, after its last attempt, moved
+    /// to the dead letters). The acknowledgement or release was refused
+    /// and changed nothing; whoever holds the item now decides its fate.
+    #[error(
+        "inbox item {id}: the lease of attempt {attempt} was lost (it expired and the item was handed to another consumer, or moved to the dead letters); this acknowledgement or release was refused and changed nothing"
+    )]
+    LeaseLost {
+        /// The item's id.
+        id: u64,
+        /// The attempt whose lease was lost.
+        attempt: u32,
+    },
 }
 
 /// What an inbox's size limit counts ([`InboxError::Full`]).
@@ -187,6 +226,11 @@ impl StoredEvent {
 pub struct InboxItem {
     stored: Arc<StoredEvent>,
     attempt: u32,
+    /// Tells this hand-out apart from every other one of the same item.
+    token: u64,
+    /// When it was handed out, and for how long.
+    leased_at: Instant,
+    lease: Duration,
     acker: Arc<dyn Acknowledge>,
 }
 
@@ -202,11 +246,19 @@ impl std::fmt::Debug for InboxItem {
 }
 
 impl InboxItem {
-    #[cfg(feature = "postgres")]
-    pub(crate) fn new(stored: Arc<StoredEvent>, attempt: u32, acker: Arc<dyn Acknowledge>) -> Self {
+    pub(crate) fn new(
+        stored: Arc<StoredEvent>,
+        attempt: u32,
+        token: u64,
+        lease: Duration,
+        acker: Arc<dyn Acknowledge>,
+    ) -> Self {
         Self {
             stored,
             attempt,
+            token,
+            leased_at: Instant::now(),
+            lease,
             acker,
         }
     }
@@ -228,14 +280,20 @@ impl InboxItem {
 
     /// When the receiver committed it.
     pub fn received_at(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::DateTime::from_timestamp_millis(self.stored.received_at_ms as i64)
-            .unwrap_or_default()
+        timestamp(self.stored.received_at_ms)
     }
 
     /// How many times it has been handed out, this time included (1 the
-    /// first time; more after an expired lease or a restart).
+    /// first time; more after a release, an expired lease or a restart,
+    /// all of which count).
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// How long is left of this lease, as this process measures it; at
+    /// zero the item may be handed to another consumer at any moment.
+    pub fn lease_left(&self) -> Duration {
+        self.lease.saturating_sub(self.leased_at.elapsed())
     }
 
     /// The event's JSON exactly as Asana sent it.
@@ -246,38 +304,84 @@ impl InboxItem {
     /// The typed event, or the raw JSON and the decoding error when the
     /// payload drifted from what this crate knows.
     pub fn event(&self) -> Result<Event, UndecodedEvent> {
-        serde_json::from_str::<Event>(self.raw()).map_err(|e| UndecodedEvent {
-            raw: serde_json::from_str(self.raw()).unwrap_or(serde_json::Value::Null),
-            error: e.to_string(),
-        })
+        decode(self.raw())
     }
 
-    /// Acknowledges the item: it is removed for good. Call it after the
-    /// event was handled; until then a crash hands it out again.
+    /// Acknowledges the item: it is removed for good once this returns
+    /// `Ok`. Call it after the event was handled; until then a crash hands
+    /// it out again. Acknowledgements made together share a commit.
+    ///
+    /// Fails with [`InboxError::LeaseLost`] when the lease expired and the
+    /// item was handed to another consumer meanwhile: it is not removed,
+    /// since that consumer is handling it.
     pub async fn ack(self) -> Result<(), InboxError> {
-        self.acker.ack(self.stored.id).await
+        self.acknowledge().await
     }
 
-    /// Gives the item back without handling it: it is handed out again at
-    /// once instead of after its lease.
-    pub fn release(self) {
-        self.acker.release(self.stored.id);
+    /// Submits the acknowledgement now; the future says when it is
+    /// committed.
+    pub(crate) fn acknowledge(self) -> BoxFuture<'static, Result<(), InboxError>> {
+        self.acker.ack(self.stored.id, self.attempt, self.token)
+    }
+
+    /// Gives the item back unhandled, as a failed attempt (`reason` is
+    /// kept with it, and shown with the dead letters): it is handed out
+    /// again after a backoff ([`Retries::backoff_after`]), or, when this
+    /// was its last allowed attempt, moved to the dead letters. Returns
+    /// once that is committed.
+    ///
+    /// Fails with [`InboxError::LeaseLost`], changing nothing, when the
+    /// lease expired and the item was handed to another consumer.
+    pub async fn release(self, reason: impl std::fmt::Display) -> Result<Released, InboxError> {
+        self.acker
+            .release(self.stored.id, self.attempt, self.token, reason.to_string())
+            .await
     }
 }
 
-/// The acknowledgement side of an inbox, for [`InboxItem`].
+/// A boxed future, for the object-safe [`Acknowledge`].
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The acknowledgement side of an inbox, for [`InboxItem`]. Both submit
+/// their work when called (so that several share a commit) and refuse a
+/// `token` that is no longer the item's latest lease.
 pub(crate) trait Acknowledge: Send + Sync {
-    fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>>;
-    fn release(&self, id: u64);
+    fn ack(&self, id: u64, attempt: u32, token: u64) -> BoxFuture<'static, Result<(), InboxError>>;
+    fn release(
+        &self,
+        id: u64,
+        attempt: u32,
+        token: u64,
+        reason: String,
+    ) -> BoxFuture<'static, Result<Released, InboxError>>;
+}
+
+/// Decodes an event, keeping the raw JSON and the error when it drifted.
+fn decode(raw: &str) -> Result<Event, UndecodedEvent> {
+    serde_json::from_str::<Event>(raw).map_err(|e| UndecodedEvent {
+        raw: serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
+        error: e.to_string(),
+    })
+}
+
+/// A stored time (ms since the epoch).
+pub(crate) fn timestamp(ms: u64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms as i64).unwrap_or_default()
 }
 
 /// What waits in an inbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct InboxStats {
-    /// Events not yet handed out.
+    /// Events not handed out now (those waiting out a backoff included).
     pub waiting: usize,
+    /// Of the waiting events, those waiting out the backoff after a failed
+    /// attempt.
+    pub retrying: usize,
     /// Events handed out and not yet acknowledged.
     pub in_flight: usize,
+    /// Events in the dead letters ([`Inbox::dead_letters`]): not counted in
+    /// the other fields, nor against the inbox's size limit.
+    pub dead_letters: u64,
     /// Bytes of events stored (waiting and in flight).
     pub bytes: u64,
     /// When the oldest stored event was committed.
@@ -309,49 +413,38 @@ pub trait Inbox: Clone + Send + Sync + 'static {
 
     /// The next event to handle, waiting for one; `None` once the inbox is
     /// closed. It is leased to the caller until acknowledged, released, or
-    /// its lease expires.
+    /// its lease expires. An event that has had all its attempts is moved
+    /// to the dead letters instead of being handed out again.
     fn next(&self) -> impl Future<Output = Option<InboxItem>> + Send;
+
+    /// Like [`next`](Self::next), up to `max` events at once (at least
+    /// one), taking only what is there once one is: empty once the inbox
+    /// is closed. Their leases all start now.
+    fn next_batch(&self, max: usize) -> impl Future<Output = Vec<InboxItem>> + Send;
 
     /// What waits in the inbox.
     fn stats(&self) -> impl Future<Output = Result<InboxStats, InboxError>> + Send;
 
+    /// The dead letters, oldest first.
+    fn dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>, InboxError>> + Send;
+
+    /// Moves the selected dead letters back to the waiting events, their
+    /// attempts reset, to be handed out (oldest first) as if new; returns
+    /// how many moved.
+    fn redrive_dead_letters(
+        &self,
+        which: Selection,
+    ) -> impl Future<Output = Result<u64, InboxError>> + Send;
+
+    /// Deletes the selected dead letters for good; returns how many.
+    fn purge_dead_letters(
+        &self,
+        which: Selection,
+    ) -> impl Future<Output = Result<u64, InboxError>> + Send;
+
     /// Closes the inbox: consumers waiting in [`Inbox::next`] get `None`
     /// and appends fail. What is stored stays stored.
     fn close(&self);
-}
-
-/// Runs `handler` on every event as it arrives, acknowledging each one the
-/// handler returns `Ok` for and releasing the others for another try,
-/// until the inbox is closed.
-///
-/// ```no_run
-/// # async fn run(inbox: asana_webhooks::inbox::MemoryInbox) {
-/// asana_webhooks::inbox::handle_each(inbox, async |item| {
-///     println!("{}", item.raw());
-///     Ok::<(), std::io::Error>(())
-/// })
-/// .await;
-/// # }
-/// ```
-pub async fn handle_each<I, F, E>(inbox: I, mut handler: F)
-where
-    I: Inbox,
-    F: AsyncFnMut(&InboxItem) -> Result<(), E>,
-    E: std::fmt::Display,
-{
-    while let Some(item) = inbox.next().await {
-        match handler(&item).await {
-            Ok(()) => {
-                if let Err(e) = item.ack().await {
-                    tracing::warn!(error = %e, "could not acknowledge an event; it will be handed out again");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(id = item.id(), error = %e, "the handler failed; the event is handed out again");
-                item.release();
-            }
-        }
-    }
 }
 
 /// The key that recognises a repeated event: SHA-256 over the target, the
@@ -392,7 +485,9 @@ mod tests {
 
     #[tokio::test]
     async fn handle_each_acknowledges_what_was_handled_and_retries_what_failed() {
-        let inbox = MemoryInbox::new();
+        let backoff = Duration::from_millis(20);
+        let inbox =
+            MemoryInbox::new().with_retries(Retries::default().with_backoff(backoff, backoff));
         inbox
             .append(VerifiedDelivery {
                 target: TargetKey::from_path_and_query("/a"),

@@ -1,19 +1,19 @@
 //! [`Inbox`] in PostgreSQL.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures::StreamExt;
 use serde_json::value::RawValue;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::inbox::{
-    Acknowledge, Appended, DEDUPE_HORIZON, DEFAULT_LEASE, Inbox, InboxError, InboxItem, InboxStats,
-    LimitUnit, StoredEvent, VerifiedDelivery, dedupe_key,
+    Acknowledge, Appended, BoxFuture, DEDUPE_HORIZON, DEFAULT_LEASE, DeadLetter, Inbox, InboxError,
+    InboxItem, InboxStats, LimitUnit, Released, Retries, Selection, StoredEvent, VerifiedDelivery,
+    dedupe_key,
 };
 use crate::secrets::TargetKey;
 
@@ -35,9 +35,15 @@ pub const DEFAULT_MAX_EVENTS: i64 = 1_000_000;
 /// answers (PostgreSQL flushes concurrent commits together); consumers on
 /// any instance claim events with `FOR UPDATE SKIP LOCKED` and a lease, so
 /// an event held by an instance that dies is handed out elsewhere when its
-/// lease expires. `LISTEN/NOTIFY` wakes waiting consumers. Repeats are
-/// recognised for [`DEDUPE_HORIZON`] by a unique key. Its size limit
-/// counts events ([`InboxError::Full`] in [`LimitUnit::Events`]). Run
+/// lease expires. Each claim stores a random lease token with the lease,
+/// and an acknowledgement or release must bring it back, so that a
+/// consumer whose lease expired cannot touch an event another one holds.
+/// Acknowledgements made together are deleted in one statement. A failed
+/// attempt puts the event's lease off by its backoff; an event spent on
+/// its attempts moves to `asana_webhooks_dead_letters`. `LISTEN/NOTIFY`
+/// wakes waiting consumers. Repeats are recognised for [`DEDUPE_HORIZON`]
+/// by a unique key. Its size limit counts events ([`InboxError::Full`] in
+/// [`LimitUnit::Events`]; dead letters do not count). Run
 /// [`super::migrate`] first.
 #[derive(Clone)]
 pub struct PostgresInbox {
@@ -61,6 +67,72 @@ struct Inner {
     counted_at: AtomicU64,
     /// Deliveries waiting for the next group commit.
     batches: tokio::sync::mpsc::Sender<Waiting>,
+    /// Acknowledgements waiting for the next batched delete.
+    acks: mpsc::UnboundedSender<Acking>,
+    retries: Mutex<Retries>,
+}
+
+/// An acknowledgement waiting to be committed, and whom to tell.
+struct Acking {
+    id: i64,
+    token: i64,
+    attempt: u32,
+    reply: oneshot::Sender<Result<(), InboxError>>,
+}
+
+/// Deletes acknowledged events whose lease token is still theirs; `$1` the
+/// ids, `$2` the tokens.
+const ACK: &str = "DELETE FROM asana_webhooks_inbox i
+    USING unnest($1::int8[], $2::int8[]) AS a(id, token)
+    WHERE i.id = a.id AND i.lease_token = a.token
+    RETURNING i.id";
+
+/// Deletes the acknowledgements that arrive while the previous delete runs
+/// in one statement (one commit for them all); each is answered after it,
+/// refused when its lease token is no longer the event's.
+async fn commit_acks(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Acking>) {
+    while let Some(first) = waiting.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<i64> = batch.iter().map(|a| a.id).collect();
+        let tokens: Vec<i64> = batch.iter().map(|a| a.token).collect();
+        let deleted = async {
+            let client = pool.get().await.map_err(|e| e.to_string())?;
+            let statement = client
+                .prepare_cached(ACK)
+                .await
+                .map_err(|e| e.to_string())?;
+            let rows = client
+                .query(&statement, &[&ids, &tokens])
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(
+                rows.iter()
+                    .map(|r| r.get::<_, i64>(0))
+                    .collect::<HashSet<_>>(),
+            )
+        }
+        .await;
+        if let Err(e) = &deleted {
+            tracing::error!(error = %e, acknowledgements = batch.len(), "inbox acknowledgements failed");
+        }
+        for acking in batch {
+            let answer = match &deleted {
+                Ok(deleted) if deleted.contains(&acking.id) => Ok(()),
+                Ok(_) => Err(InboxError::LeaseLost {
+                    id: acking.id as u64,
+                    attempt: acking.attempt,
+                }),
+                Err(e) => Err(storage(e)),
+            };
+            let _ = acking.reply.send(answer);
+        }
+    }
 }
 
 /// A delivery waiting to be committed, and whom to tell.
@@ -213,6 +285,10 @@ impl PostgresInbox {
         tokio::spawn(notify_others(pool.clone(), Arc::downgrade(&kick)));
         let (batches, waiting) = tokio::sync::mpsc::channel(4096);
         tokio::spawn(commit_batches(commits, waiting));
+        // Acknowledgements go on the relaxed pool: one lost in a crash only
+        // hands its event out again (at least once).
+        let (acks, acking) = mpsc::unbounded_channel();
+        tokio::spawn(commit_acks(relaxed.clone(), acking));
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
@@ -226,8 +302,23 @@ impl PostgresInbox {
                 counted: AtomicI64::new(0),
                 counted_at: AtomicU64::new(0),
                 batches,
+                acks,
+                retries: Mutex::new(Retries::default()),
             }),
         })
+    }
+
+    /// Retries failed events as `retries` says (by default
+    /// [`Retries::default`]), for this inbox and every clone of it. Give
+    /// every instance sharing the database the same: each applies its own
+    /// to the events it hands out.
+    pub fn with_retries(self, retries: Retries) -> Self {
+        *self.inner.retries.lock().unwrap_or_else(|p| p.into_inner()) = retries;
+        self
+    }
+
+    fn retries(&self) -> Retries {
+        *self.inner.retries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The number of stored events, counted at most every 200 ms: the size
@@ -247,35 +338,82 @@ impl PostgresInbox {
         Ok(count)
     }
 
-    async fn claim(&self) -> Result<Option<InboxItem>, InboxError> {
+    /// Claims up to `max` claimable events under one lease token, moving
+    /// those spent on their attempts to the dead letters instead; returns
+    /// the claimed ones and whether any was moved.
+    async fn claim(&self, max: usize) -> Result<(Vec<InboxItem>, bool), InboxError> {
         let client = self.inner.relaxed.get().await.map_err(storage)?;
-        let row = client
-            .query_opt(
-                "UPDATE asana_webhooks_inbox SET leased_until = now() + make_interval(secs => $1), attempts = attempts + 1
-                 WHERE id = (SELECT id FROM asana_webhooks_inbox
-                             WHERE leased_until IS NULL OR leased_until < now()
-                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 RETURNING id, target, webhook_gid, (extract(epoch from received_at) * 1000)::bigint, event, attempts",
-                &[&self.inner.lease.as_secs_f64()],
+        let token = fastrand::i64(..);
+        let max_attempts = self.retries().max_attempts().min(i32::MAX as u32) as i32;
+        // Prepared once per connection rather than parsed and planned per claim.
+        let statement = client.prepare_cached(CLAIM).await.map_err(storage)?;
+        let rows = client
+            .query(
+                &statement,
+                &[
+                    &(max.max(1) as i64),
+                    &max_attempts,
+                    &self.inner.lease.as_secs_f64(),
+                    &token,
+                ],
             )
             .await
             .map_err(storage)?;
-        let Some(row) = row else { return Ok(None) };
-        let event: String = row.get(4);
-        let stored = StoredEvent {
-            id: row.get::<_, i64>(0) as u64,
-            target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
-            webhook_gid: row.get(2),
-            received_at_ms: row.get::<_, i64>(3) as u64,
-            event: RawValue::from_string(event).map_err(storage)?,
-        };
-        Ok(Some(InboxItem::new(
-            Arc::new(stored),
-            row.get::<_, i32>(5) as u32,
-            Arc::new(self.clone()),
-        )))
+        let mut buried = false;
+        let mut items = Vec::with_capacity(rows.len());
+        let acker: Arc<dyn Acknowledge> = Arc::new(self.clone());
+        for row in rows {
+            buried |= row.get::<_, i64>(6) > 0;
+            let Some(id) = row.get::<_, Option<i64>>(0) else {
+                continue;
+            };
+            let event: String = row.get(4);
+            let stored = StoredEvent {
+                id: id as u64,
+                target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
+                webhook_gid: row.get(2),
+                received_at_ms: row.get::<_, i64>(3) as u64,
+                event: RawValue::from_string(event).map_err(storage)?,
+            };
+            items.push(InboxItem::new(
+                Arc::new(stored),
+                row.get::<_, i32>(5) as u32,
+                token as u64,
+                self.inner.lease,
+                Arc::clone(&acker),
+            ));
+        }
+        Ok((items, buried))
     }
 }
+
+/// Claims up to `$1` claimable events, oldest first, under the lease token
+/// `$4` for `$3` seconds; those already handed out `$2` times move to the
+/// dead letters instead. One row per claimed event (or one without an
+/// event when none was claimed), each with how many moved.
+const CLAIM: &str = "WITH picked AS (
+        SELECT id FROM asana_webhooks_inbox
+        WHERE leased_until IS NULL OR leased_until < now()
+        ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
+    spent AS (
+        DELETE FROM asana_webhooks_inbox i USING picked p
+        WHERE i.id = p.id AND i.attempts >= $2
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts, i.last_error),
+    buried AS (
+        INSERT INTO asana_webhooks_dead_letters
+            (id, target, webhook_gid, received_at, event, attempts, last_error)
+        SELECT * FROM spent RETURNING 1),
+    claimed AS (
+        UPDATE asana_webhooks_inbox i
+        SET leased_until = now() + make_interval(secs => $3),
+            attempts = i.attempts + 1, lease_token = $4
+        FROM picked p WHERE i.id = p.id AND i.attempts < $2
+        RETURNING i.id, i.target, i.webhook_gid,
+            (extract(epoch from i.received_at) * 1000)::bigint AS received_ms,
+            i.event, i.attempts)
+    SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n
+    FROM (SELECT count(*) AS n FROM buried) b LEFT JOIN claimed c ON true
+    ORDER BY c.id";
 
 /// Sends one NOTIFY for every burst of appends, outside their transactions:
 /// a NOTIFY inside each would serialise their commits.
@@ -344,34 +482,77 @@ async fn listen(config: tokio_postgres::Config, wake: std::sync::Weak<Notify>) {
     }
 }
 
+/// Puts off the lease of event `$1`, held under token `$2`, by `$4`
+/// seconds and records `$5` as its last error; or, when it was handed out
+/// `$3` times, moves it to the dead letters. Counts the events held (0:
+/// the lease was lost) and moved.
+const RELEASE: &str = "WITH held AS (
+        SELECT id, attempts FROM asana_webhooks_inbox
+        WHERE id = $1 AND lease_token = $2 FOR UPDATE),
+    spent AS (
+        DELETE FROM asana_webhooks_inbox i USING held h
+        WHERE i.id = h.id AND h.attempts >= $3
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts),
+    buried AS (
+        INSERT INTO asana_webhooks_dead_letters
+            (id, target, webhook_gid, received_at, event, attempts, last_error)
+        SELECT s.*, $5 FROM spent s RETURNING 1),
+    retried AS (
+        UPDATE asana_webhooks_inbox i
+        SET leased_until = now() + make_interval(secs => $4),
+            lease_token = NULL, last_error = $5
+        FROM held h WHERE i.id = h.id AND h.attempts < $3 RETURNING 1)
+    SELECT (SELECT count(*) FROM held), (SELECT count(*) FROM buried)";
+
 impl Acknowledge for PostgresInbox {
-    fn ack(&self, id: u64) -> Pin<Box<dyn Future<Output = Result<(), InboxError>> + Send + '_>> {
+    fn ack(&self, id: u64, attempt: u32, token: u64) -> BoxFuture<'static, Result<(), InboxError>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.inner.acks.send(Acking {
+            id: id as i64,
+            token: token as i64,
+            attempt,
+            reply,
+        });
         Box::pin(async move {
-            let client = self.inner.relaxed.get().await.map_err(storage)?;
-            client
-                .execute(
-                    "DELETE FROM asana_webhooks_inbox WHERE id = $1",
-                    &[&(id as i64)],
-                )
-                .await
-                .map_err(storage)?;
-            Ok(())
+            sent.map_err(|_| InboxError::Closed)?;
+            answer.await.map_err(|_| InboxError::Closed)?
         })
     }
 
-    fn release(&self, id: u64) {
+    fn release(
+        &self,
+        id: u64,
+        attempt: u32,
+        token: u64,
+        reason: String,
+    ) -> BoxFuture<'static, Result<Released, InboxError>> {
         let inbox = self.clone();
-        tokio::spawn(async move {
-            if let Ok(client) = inbox.inner.relaxed.get().await {
-                let _ = client
-                    .execute(
-                        "UPDATE asana_webhooks_inbox SET leased_until = NULL WHERE id = $1",
-                        &[&(id as i64)],
-                    )
-                    .await;
-                let _ = client.batch_execute(&format!("NOTIFY {CHANNEL}")).await;
+        let retries = self.retries();
+        let after = retries.backoff_after(attempt);
+        Box::pin(async move {
+            let client = inbox.inner.relaxed.get().await.map_err(storage)?;
+            // The lease is put off by the backoff: nobody claims the event
+            // before it is over.
+            let statement = client.prepare_cached(RELEASE).await.map_err(storage)?;
+            let row = client
+                .query_one(
+                    &statement,
+                    &[
+                        &(id as i64),
+                        &(token as i64),
+                        &(retries.max_attempts().min(i32::MAX as u32) as i32),
+                        &after.as_secs_f64(),
+                        &reason,
+                    ],
+                )
+                .await
+                .map_err(storage)?;
+            match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
+                (0, _) => Err(InboxError::LeaseLost { id, attempt }),
+                (_, 0) => Ok(Released::Retrying { after }),
+                _ => Ok(Released::DeadLettered),
             }
-        });
+        })
     }
 }
 
@@ -444,32 +625,43 @@ impl Inbox for PostgresInbox {
     }
 
     async fn next(&self) -> Option<InboxItem> {
+        self.next_batch(1).await.pop()
+    }
+
+    async fn next_batch(&self, max: usize) -> Vec<InboxItem> {
         loop {
             if self.inner.closed.load(Ordering::SeqCst) {
-                return None;
+                return Vec::new();
             }
             let notified = self.inner.wake.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            match self.claim().await {
-                Ok(Some(item)) => return Some(item),
-                Ok(None) => {}
+            match self.claim(max).await {
+                Ok((items, _)) if !items.is_empty() => return items,
+                // What it found was spent: look again at once.
+                Ok((_, true)) => continue,
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "could not claim an inbox event; trying again")
                 }
             }
+            // A backoff that ends is noticed here too: it notifies nobody.
             let _ = tokio::time::timeout(POLL, notified).await;
         }
     }
 
     async fn stats(&self) -> Result<InboxStats, InboxError> {
         let client = self.inner.pool.get().await.map_err(storage)?;
+        // A lease without a token is a backoff (see `release`).
         let row = client
             .query_one(
-                "SELECT count(*) FILTER (WHERE leased_until IS NULL OR leased_until < now()),
-                        count(*) FILTER (WHERE leased_until >= now()),
+                "SELECT count(*) FILTER (WHERE lease_token IS NULL OR leased_until IS NULL
+                                           OR leased_until < now()),
+                        count(*) FILTER (WHERE lease_token IS NULL AND leased_until >= now()),
+                        count(*) FILTER (WHERE lease_token IS NOT NULL AND leased_until >= now()),
                         coalesce(sum(octet_length(event)), 0)::bigint,
-                        (extract(epoch from min(received_at)) * 1000)::bigint
+                        (extract(epoch from min(received_at)) * 1000)::bigint,
+                        (SELECT count(*) FROM asana_webhooks_dead_letters)
                  FROM asana_webhooks_inbox",
                 &[],
             )
@@ -477,11 +669,13 @@ impl Inbox for PostgresInbox {
             .map_err(storage)?;
         let mut stats = InboxStats {
             waiting: row.get::<_, i64>(0) as usize,
-            in_flight: row.get::<_, i64>(1) as usize,
-            bytes: row.get::<_, i64>(2) as u64,
+            retrying: row.get::<_, i64>(1) as usize,
+            in_flight: row.get::<_, i64>(2) as usize,
+            bytes: row.get::<_, i64>(3) as u64,
             oldest: row
-                .get::<_, Option<i64>>(3)
+                .get::<_, Option<i64>>(4)
                 .and_then(chrono::DateTime::from_timestamp_millis),
+            dead_letters: row.get::<_, i64>(5) as u64,
             ..InboxStats::default()
         };
         for row in client
@@ -519,8 +713,80 @@ impl Inbox for PostgresInbox {
         Ok(stats)
     }
 
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, InboxError> {
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        let rows = client
+            .query(
+                "SELECT id, target, webhook_gid, (extract(epoch from received_at) * 1000)::bigint,
+                        event, attempts, last_error, (extract(epoch from dead_at) * 1000)::bigint
+                 FROM asana_webhooks_dead_letters ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(storage)?;
+        rows.iter()
+            .map(|row| {
+                let stored = StoredEvent {
+                    id: row.get::<_, i64>(0) as u64,
+                    target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
+                    webhook_gid: row.get(2),
+                    received_at_ms: row.get::<_, i64>(3) as u64,
+                    event: RawValue::from_string(row.get(4)).map_err(storage)?,
+                };
+                Ok(DeadLetter::new(
+                    &stored,
+                    row.get::<_, i32>(5) as u32,
+                    row.get(6),
+                    row.get::<_, i64>(7) as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn redrive_dead_letters(&self, which: Selection) -> Result<u64, InboxError> {
+        let (all, ids) = selection(&which);
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        // Back with their ids (which the sequence gave out once), as new.
+        let moved = client
+            .execute(
+                "WITH moved AS (
+                     DELETE FROM asana_webhooks_dead_letters WHERE $1 OR id = ANY($2)
+                     RETURNING id, target, webhook_gid, received_at, event)
+                 INSERT INTO asana_webhooks_inbox (id, target, webhook_gid, received_at, event)
+                 SELECT * FROM moved",
+                &[&all, &ids],
+            )
+            .await
+            .map_err(storage)?;
+        if moved > 0 {
+            self.inner.wake.notify_waiters();
+            self.inner.kick.notify_one();
+        }
+        Ok(moved)
+    }
+
+    async fn purge_dead_letters(&self, which: Selection) -> Result<u64, InboxError> {
+        let (all, ids) = selection(&which);
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        client
+            .execute(
+                "DELETE FROM asana_webhooks_dead_letters WHERE $1 OR id = ANY($2)",
+                &[&all, &ids],
+            )
+            .await
+            .map_err(storage)
+    }
+
     fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake.notify_waiters();
+    }
+}
+
+/// A selection as query parameters: everything, or these ids.
+fn selection(which: &Selection) -> (bool, Vec<i64>) {
+    match which {
+        Selection::All => (true, Vec::new()),
+        Selection::Ids(ids) => (false, ids.iter().map(|id| *id as i64).collect()),
     }
 }

@@ -549,6 +549,29 @@ $$;
     };
 }
 
+/// Version 5: the inbox's lease tokens (an acknowledgement or release must
+/// bring back the token of the current lease), each event's last failed
+/// attempt, and the dead letters: events that failed on every attempt,
+/// kept out of the way until re-driven or purged.
+macro_rules! migration_5 {
+    () => {
+        r#"
+ALTER TABLE asana_webhooks_inbox ADD COLUMN lease_token bigint;
+ALTER TABLE asana_webhooks_inbox ADD COLUMN last_error text;
+CREATE TABLE asana_webhooks_dead_letters (
+    id bigint PRIMARY KEY,
+    target text NOT NULL,
+    webhook_gid text,
+    received_at timestamptz NOT NULL,
+    event text NOT NULL,
+    attempts integer NOT NULL,
+    last_error text,
+    dead_at timestamptz NOT NULL DEFAULT now()
+);
+"#
+    };
+}
+
 /// The schema version this build migrates to (what [`migrate`] returns).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -558,6 +581,7 @@ const MIGRATIONS: &[&str] = &[
     migration_2!(),
     migration_3!(),
     migration_4!(),
+    migration_5!(),
 ];
 
 /// The channel on which every change of a stored secret is announced

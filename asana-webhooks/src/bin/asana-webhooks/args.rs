@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use asana_webhooks::inbox::Selection;
 use asana_webhooks::types::WebhookFilter;
 
 const ABOUT: &str = "Manage and receive Asana webhooks.";
@@ -227,8 +228,34 @@ pub struct InboxArgs {
     /// acknowledged).
     #[arg(long)]
     pub print: bool,
+    /// Also print every dead letter (an event that failed on each of its
+    /// attempts), one JSON line each.
+    #[arg(long)]
+    pub dead_letters: bool,
+    /// Move these dead letters (ids, comma-separated, or `all`) back to the
+    /// waiting events, their attempts reset.
+    #[arg(long, value_name = "IDS|all", value_parser = parse_selection)]
+    pub redrive: Option<Selection>,
+    /// Delete these dead letters (ids, comma-separated, or `all`) for good.
+    #[arg(long, value_name = "IDS|all", value_parser = parse_selection, conflicts_with = "redrive")]
+    pub purge: Option<Selection>,
     #[command(flatten)]
     pub output: Output,
+}
+
+/// Parses `all` or comma-separated ids.
+pub fn parse_selection(spec: &str) -> Result<Selection, String> {
+    if spec.trim() == "all" {
+        return Ok(Selection::All);
+    }
+    spec.split(',')
+        .map(|id| {
+            id.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("`{id}` is not an id (ids are numbers; or give `all`)"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Selection::Ids)
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -319,5 +346,12 @@ mod tests {
             assert!(parse_fraction(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_fraction("1"), Ok(1.0));
+    }
+
+    #[test]
+    fn dead_letter_selections() {
+        assert_eq!(parse_selection("all").unwrap(), Selection::All);
+        assert_eq!(parse_selection("3, 7").unwrap(), Selection::Ids(vec![3, 7]));
+        assert!(parse_selection("3,x").unwrap_err().contains("`x`"));
     }
 }

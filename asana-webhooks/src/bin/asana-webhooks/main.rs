@@ -550,17 +550,55 @@ async fn show_inbox(args: &InboxArgs) -> Result<(), Failure> {
     let inbox = FileInbox::open(default_inbox(args.inbox.as_ref(), &args.secrets))
         .await
         .map_err(other)?;
+    if let Some(which) = &args.redrive {
+        let moved = inbox
+            .redrive_dead_letters(which.clone())
+            .await
+            .map_err(other)?;
+        eprintln!("{moved} dead letters moved back to the waiting events");
+    }
+    if let Some(which) = &args.purge {
+        let purged = inbox
+            .purge_dead_letters(which.clone())
+            .await
+            .map_err(other)?;
+        eprintln!("{purged} dead letters purged");
+    }
     let stats = inbox.stats().await.map_err(other)?;
     if args.print {
         for (id, webhook_gid, received_at, raw) in inbox.stored() {
             print::stored_line(id, webhook_gid.as_deref(), received_at, &raw).map_err(other)?;
         }
+    }
+    if args.dead_letters {
+        for dead in inbox.dead_letters().await.map_err(other)? {
+            let mut line = serde_json::to_value(&dead).map_err(other)?;
+            // The event as JSON, as `--print` shows it.
+            line["event"] =
+                serde_json::from_str(&dead.raw).unwrap_or(serde_json::Value::String(dead.raw));
+            if let Some(line) = line.as_object_mut() {
+                line.remove("raw");
+            }
+            print::json_line(&line);
+        }
+    }
+    if args.print || args.dead_letters {
+        // The lines alone.
     } else if args.output.json {
         print::json_line(&serde_json::to_value(&stats).map_err(other)?);
     } else {
         println!(
-            "{} waiting, {} in flight, {} bytes",
-            stats.waiting, stats.in_flight, stats.bytes
+            "{} waiting ({} retrying after a failure), {} in flight, {} bytes",
+            stats.waiting, stats.retrying, stats.in_flight, stats.bytes
+        );
+        println!(
+            "dead letters: {}{}",
+            stats.dead_letters,
+            if stats.dead_letters > 0 {
+                " (list them with --dead-letters; --redrive or --purge them)"
+            } else {
+                ""
+            }
         );
         println!(
             "oldest: {}",
