@@ -536,7 +536,9 @@ async fn print_events<I: Inbox>(
             biased;
             written = out.write(line) => written,
             _ = stopped.wait_for(|stop| *stop) => {
-                item.release();
+                // Not acknowledged: handed out again after a restart (a
+                // release would count the stop as a failed attempt).
+                drop(item);
                 break;
             }
         };
