@@ -133,6 +133,7 @@
 //! secrets            SecretStore: memory and file stores, atomic files
 //! signature          X-Hook-Signature: HMAC-SHA256 of the raw body
 //! event              typed deliveries and events
+//! identity           what makes an event the same in webhook and Events API shape
 //! hook_secret, filter, wire_fixes   leaves: a secret, filters, query and header fixes
 //! ```
 //!
@@ -153,6 +154,7 @@ mod filter;
 #[cfg(feature = "receiver")]
 mod handshake;
 mod hook_secret;
+mod identity;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod inbox;
@@ -195,6 +197,7 @@ pub use generated::types;
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub use handshake::{CreateWithHandshake, DEFAULT_HANDSHAKE_TIMEOUT, EnsuredWebhook, HandshakeExt};
 pub use hook_secret::{HookSecret, MAX_SECRET_LEN};
+pub use identity::EventIdentity;
 pub use retry::{ASANA_MAX_CONCURRENT_READS, ASANA_MAX_CONCURRENT_WRITES, RetryPolicy};
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "receiver"))]

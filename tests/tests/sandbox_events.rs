@@ -250,6 +250,11 @@ async fn events_api_events_and_deliveries_share_created_at_action_and_change() {
     assert_eq!(fetched["resource"]["name"], "Sandbox Task");
     assert_eq!(fetched["user"]["name"], "Sandbox User");
     assert_eq!(fetched["type"], "task");
+    // One event, two shapes, one identity: catch-up can merge them.
+    assert_eq!(
+        asana_webhooks::EventIdentity::of(delivered),
+        asana_webhooks::EventIdentity::of(fetched)
+    );
 }
 
 #[tokio::test]
