@@ -2,6 +2,9 @@
 
 use crate::types::WebhookFilter;
 
+// Every field is a string or a list of strings: equality is total.
+impl Eq for WebhookFilter {}
+
 impl WebhookFilter {
     /// Passes events of `action` (`changed`, `added`, `removed`, `deleted`,
     /// `undeleted`) on resources of `resource_type` (`task`, `project`, …).

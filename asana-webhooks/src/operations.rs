@@ -248,6 +248,11 @@ impl CreateRequest {
         &self.request.target
     }
 
+    /// The filters it asks for.
+    pub(crate) fn filters(&self) -> &[WebhookFilter] {
+        &self.request.filters
+    }
+
     /// The builder again, on `client`.
     pub(crate) fn attach(self, client: &Client) -> CreateWebhook<'_> {
         CreateWebhook {

@@ -9,15 +9,17 @@ use std::time::Duration;
 use asana_webhooks::HookSecret;
 use asana_webhooks::postgres::PostgresSecretStore;
 use asana_webhooks::secrets::{
-    FileSecretStore, HandshakeVerdict, MAX_PENDING_PER_TARGET, MAX_UNCONFIRMED_PER_TARGET,
-    MemorySecretStore, SecretStore, StoredSecret, TargetKey,
+    FileSecretStore, Gap, GapCause, GapStatus, HandshakeVerdict, MAX_PENDING_PER_TARGET,
+    MAX_UNCONFIRMED_PER_TARGET, MemorySecretStore, RecoveryStore, SecretStore, StoredSecret,
+    TargetKey,
 };
+use asana_webhooks::types::WebhookFilter;
 use asana_webhooks_tests::postgres::Postgres;
 
 /// A backend under test: a store, and a way to open it again as a
 /// restarted process would.
 trait Backend: Sized {
-    type Store: SecretStore;
+    type Store: SecretStore + RecoveryStore;
     fn start() -> impl Future<Output = Self>;
     fn store(&self) -> Self::Store;
     /// The store as a new process opens it; `None` for stores that do not
@@ -338,6 +340,156 @@ async fn a_201_after_its_registration_expired_confirms_a_written_down_handshake<
     assert!(!store.confirm(&registration, forged).await.unwrap());
 }
 
+/// A second handle on the same storage, as another instance holds it (the
+/// memory store's other handles share it within the process).
+async fn other_instance<B: Backend>(backend: &B) -> B::Store {
+    backend.reopen().await.unwrap_or_else(|| backend.store())
+}
+
+async fn what_a_webhook_was_created_with_is_kept_with_its_secret<B: Backend>() {
+    let backend = B::start().await;
+    let store = backend.store();
+    let target = key("/made");
+    let filters = vec![WebhookFilter::new("task", "changed").with_fields(["due_on"])];
+    let url = "https://hooks.example.com/made";
+    let registration = store
+        .open_registration(&target, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(accepted(
+        store.accept_handshake(&target, &secret(1)).await.unwrap()
+    ));
+    let confirmed = StoredSecret::new(target.clone(), "1", secret(1))
+        .with_resource("42")
+        .with_creation(url, filters.clone());
+    assert!(
+        store
+            .confirm(&registration, confirmed.clone())
+            .await
+            .unwrap()
+    );
+    let saved = StoredSecret::new(target.clone(), "2", secret(2))
+        .with_resource("43")
+        .with_creation(url, Vec::new());
+    store.save(saved.clone()).await.unwrap();
+    let plain = StoredSecret::new(target.clone(), "3", secret(3));
+    store.save(plain.clone()).await.unwrap();
+    for store in [Some(store), backend.reopen().await].into_iter().flatten() {
+        assert_eq!(store.by_gid("1").await.unwrap().as_ref(), Some(&confirmed));
+        assert!(store.by_gid("1").await.unwrap().unwrap().can_recreate());
+        assert_eq!(store.by_gid("2").await.unwrap().as_ref(), Some(&saved));
+        assert_eq!(store.by_gid("3").await.unwrap().as_ref(), Some(&plain));
+        assert!(!plain.can_recreate());
+        assert_eq!(
+            store.secrets_for(&target).await.unwrap(),
+            [confirmed.clone(), saved.clone(), plain.clone()]
+        );
+    }
+}
+
+async fn a_gap_is_recorded_once_and_keeps_its_status<B: Backend>() {
+    let backend = B::start().await;
+    let store = backend.store();
+    let to = chrono::Utc::now();
+    let from = Some(to - chrono::Duration::hours(30));
+    let cause = GapCause::WebhookGone {
+        old_gid: "1".into(),
+        new_gid: "2".into(),
+    };
+    let gap = Gap::open("webhook-gone:1", "42", cause, from, to);
+    assert!(store.record_gap(gap.clone()).await.unwrap());
+    let again = Gap::open("webhook-gone:1", "43", GapCause::SyncTokenExpired, None, to);
+    assert!(!store.record_gap(again).await.unwrap(), "the first is kept");
+    let other = Gap::open("sync:42", "42", GapCause::SyncTokenExpired, from, to);
+    assert!(store.record_gap(other.clone()).await.unwrap());
+    let recovered = GapStatus::Recovered { at: to };
+    assert!(
+        store
+            .set_gap_status("sync:42", recovered.clone())
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_gap_status("none", GapStatus::Open).await.unwrap());
+    let seen = other_instance(&backend).await.gaps().await.unwrap();
+    let ids: Vec<_> = seen.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(ids, ["webhook-gone:1", "sync:42"], "oldest first");
+    assert_eq!(seen[0], gap);
+    assert_eq!(seen[1].status, recovered);
+    assert_eq!(seen[1].from, other.from);
+}
+
+async fn a_lease_has_one_holder_among_instances_until_it_expires<B: Backend>() {
+    let backend = B::start().await;
+    let ttl = Duration::from_secs(60);
+    let mut racers = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 {
+            backend.store()
+        } else {
+            other_instance(&backend).await
+        };
+        racers.push(tokio::spawn(async move {
+            store
+                .try_lease("recreate:1", &format!("instance-{n}"), ttl)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for racer in racers {
+        winners += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(
+        winners, 1,
+        "exactly one of 8 racing instances takes the lease"
+    );
+    let store = backend.store();
+    assert!(
+        store
+            .try_lease("other", "a", Duration::from_millis(300))
+            .await
+            .unwrap()
+    );
+    assert!(!store.try_lease("other", "b", ttl).await.unwrap());
+    assert!(
+        store
+            .try_lease("other", "a", Duration::from_millis(300))
+            .await
+            .unwrap(),
+        "the holder extends it"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store.try_lease("other", "b", ttl).await.unwrap(),
+        "an expired lease is free"
+    );
+    store.release_lease("other", "a").await.unwrap();
+    assert!(
+        !store.try_lease("other", "a", ttl).await.unwrap(),
+        "only its holder releases it"
+    );
+    store.release_lease("other", "b").await.unwrap();
+    assert!(store.try_lease("other", "a", ttl).await.unwrap());
+}
+
+async fn a_sync_token_is_kept_per_resource_and_replaced<B: Backend>() {
+    let backend = B::start().await;
+    let store = backend.store();
+    assert_eq!(store.sync_token("42").await.unwrap(), None);
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    store.save_sync_token("42", "first").await.unwrap();
+    store.save_sync_token("43", "other").await.unwrap();
+    store.save_sync_token("42", "second").await.unwrap();
+    let other = other_instance(&backend).await;
+    let token = other.sync_token("42").await.unwrap().unwrap();
+    assert_eq!(token.token, "second");
+    assert!(token.saved_at > before);
+    assert_eq!(
+        other.sync_token("43").await.unwrap().unwrap().token,
+        "other"
+    );
+}
+
 /// Runs every contract test against one backend.
 macro_rules! contract {
     ($backend:ident, $module:ident) => {
@@ -384,6 +536,22 @@ macro_rules! contract {
                     $backend,
                 >()
                 .await;
+            }
+            #[tokio::test]
+            async fn what_a_webhook_was_created_with_is_kept_with_its_secret() {
+                super::what_a_webhook_was_created_with_is_kept_with_its_secret::<$backend>().await;
+            }
+            #[tokio::test]
+            async fn a_gap_is_recorded_once_and_keeps_its_status() {
+                super::a_gap_is_recorded_once_and_keeps_its_status::<$backend>().await;
+            }
+            #[tokio::test]
+            async fn a_lease_has_one_holder_among_instances_until_it_expires() {
+                super::a_lease_has_one_holder_among_instances_until_it_expires::<$backend>().await;
+            }
+            #[tokio::test]
+            async fn a_sync_token_is_kept_per_resource_and_replaced() {
+                super::a_sync_token_is_kept_per_resource_and_replaced::<$backend>().await;
             }
             #[tokio::test]
             async fn a_201_after_its_registration_expired_confirms_a_written_down_handshake() {

@@ -154,6 +154,7 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
         let (client, store, workspace) = (self.client, self.store, self.workspace.clone());
         let resource = self.create.resource().to_string();
         let target = self.create.target().to_string();
+        let filters = self.create.filters().to_vec();
         match self.send().await {
             Ok(created) => Ok(EnsuredWebhook {
                 webhook: created.webhook,
@@ -163,7 +164,8 @@ impl<'a, S: SecretStore> CreateWithHandshake<'a, S> {
                 let webhook = find_existing(client, store, &resource, &target, workspace).await?;
                 let gid = webhook.gid.clone().unwrap_or_default();
                 if store.by_gid(&gid).await?.is_none()
-                    && !recover_after_restart(client, store, &resource, &target, &gid).await?
+                    && !recover_after_restart(client, store, &resource, &target, filters, &gid)
+                        .await?
                 {
                     return Err(HandshakeError::SecretNotStored {
                         webhook_gid: gid,
@@ -246,6 +248,7 @@ async fn recover_after_restart<S: SecretStore>(
     store: &S,
     resource: &str,
     target: &str,
+    filters: Vec<WebhookFilter>,
     gid: &str,
 ) -> Result<bool, Error> {
     let key = TargetKey::from_url(target)?;
@@ -265,7 +268,9 @@ async fn recover_after_restart<S: SecretStore>(
         .collect();
     match recovery::decide(&facts(store, &key, created, seen).await?) {
         Recovery::Store(secret) => {
-            let record = StoredSecret::new(key, gid, secret).with_resource(resource);
+            let record = StoredSecret::new(key, gid, secret)
+                .with_resource(resource)
+                .with_creation(target, filters);
             store.save(record).await?;
             tracing::warn!(%gid, "stored the secret of a webhook whose create died before Asana's answer (the one handshake echoed when it was created)");
             Ok(true)
@@ -348,7 +353,8 @@ impl<S: SecretStore> Registration<S> {
                 .await);
         };
         let record = StoredSecret::new(self.key.clone(), gid.clone(), secret)
-            .with_resource(self.create.resource());
+            .with_resource(self.create.resource())
+            .with_creation(self.create.target(), self.create.filters().to_vec());
         match self.store.confirm(&self.id, record).await {
             Ok(true) => Ok(created),
             Ok(false) => Err(self
@@ -452,7 +458,8 @@ impl<S: SecretStore> Registration<S> {
 
     async fn save_recovered(&self, gid: &str, secret: &HookSecret) -> bool {
         let record = StoredSecret::new(self.key.clone(), gid, secret.clone())
-            .with_resource(self.create.resource());
+            .with_resource(self.create.resource())
+            .with_creation(self.create.target(), self.create.filters().to_vec());
         match self.store.save(record).await {
             Ok(()) => {
                 tracing::warn!(%gid, "createWebhook got no answer; stored the one secret echoed for its target when the webhook was created");

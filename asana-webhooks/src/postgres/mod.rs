@@ -51,6 +51,7 @@
 //! network, or put a TLS-terminating proxy in front of it.
 
 mod inbox;
+mod recovery;
 mod secrets;
 
 pub use deadpool_postgres::Pool;
@@ -572,6 +573,34 @@ CREATE TABLE asana_webhooks_dead_letters (
     };
 }
 
+/// Version 6: what re-creates a webhook (its target URL and filters, with
+/// its secret), the gaps, the leases that let one instance repair alone,
+/// and the Events API sync tokens (see [`crate::secrets::RecoveryStore`]).
+macro_rules! migration_6 {
+    () => {
+        r#"
+ALTER TABLE asana_webhooks_secrets ADD COLUMN target_url text;
+ALTER TABLE asana_webhooks_secrets ADD COLUMN filters text;
+CREATE TABLE asana_webhooks_gaps (
+    id text PRIMARY KEY,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    gap text NOT NULL,
+    status text NOT NULL
+);
+CREATE TABLE asana_webhooks_leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE TABLE asana_webhooks_sync_tokens (
+    resource text PRIMARY KEY,
+    token text NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT now()
+);
+"#
+    };
+}
+
 /// The schema version this build migrates to (what [`migrate`] returns).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -582,6 +611,7 @@ const MIGRATIONS: &[&str] = &[
     migration_3!(),
     migration_4!(),
     migration_5!(),
+    migration_6!(),
 ];
 
 /// The channel on which every change of a stored secret is announced

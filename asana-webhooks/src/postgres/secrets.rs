@@ -74,7 +74,7 @@ impl std::fmt::Debug for PostgresSecretStore {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -277,7 +277,7 @@ impl PostgresSecretStore {
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
@@ -313,7 +313,7 @@ impl PostgresSecretStore {
         let client = self.request_client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT target, webhook_gid, resource, secret FROM asana_webhooks_secrets WHERE target = $1 ORDER BY id",
+                "SELECT target, webhook_gid, resource, secret, target_url, filters FROM asana_webhooks_secrets WHERE target = $1 ORDER BY id",
             )
             .await
             .map_err(backend)?;
@@ -337,8 +337,44 @@ fn record(row: &tokio_postgres::Row) -> StoredSecret {
         target: TargetKey::from_path_and_query(row.get::<_, &str>("target")),
         webhook_gid: row.get("webhook_gid"),
         resource: row.get("resource"),
+        target_url: row.get("target_url"),
+        // Written by this crate from the same type; anything unreadable
+        // reads as "no filters known" rather than hiding the secret.
+        filters: row
+            .get::<_, Option<&str>>("filters")
+            .and_then(|f| serde_json::from_str(f).ok())
+            .unwrap_or_default(),
         secret: HookSecret::new(row.get::<_, String>("secret")),
     }
+}
+
+/// The creation facts of `record` as columns: its target URL and its
+/// filters as JSON (none when empty).
+fn creation(record: &StoredSecret) -> (Option<&str>, Option<String>) {
+    let filters = (!record.filters.is_empty())
+        .then(|| serde_json::to_string(&record.filters).expect("filters serialise"));
+    (record.target_url.as_deref(), filters)
+}
+
+/// Sets the creation facts of `record`'s webhook in the transaction that
+/// saved or confirmed it, so the secret is never stored without them.
+async fn describe(
+    tx: &tokio_postgres::Transaction<'_>,
+    record: &StoredSecret,
+) -> Result<(), StoreError> {
+    let (Some(gid), (target_url, filters)) = (&record.webhook_gid, creation(record)) else {
+        return Ok(());
+    };
+    if target_url.is_none() && filters.is_none() {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE asana_webhooks_secrets SET target_url = $2, filters = $3 WHERE webhook_gid = $1",
+        &[gid, &target_url, &filters],
+    )
+    .await
+    .map_err(backend)?;
+    Ok(())
 }
 
 impl SecretStore for PostgresSecretStore {
@@ -415,8 +451,9 @@ impl SecretStore for PostgresSecretStore {
         _registration: &RegistrationId,
         record: StoredSecret,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let confirmed: bool = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let confirmed: bool = tx
             .query_one(
                 "SELECT asana_webhooks_confirm($1, $2, $3, $4)",
                 &[
@@ -429,6 +466,10 @@ impl SecretStore for PostgresSecretStore {
             .await
             .map_err(backend)?
             .get(0);
+        if confirmed {
+            describe(&tx, &record).await?;
+        }
+        tx.commit().await.map_err(backend)?;
         if confirmed {
             self.forget_kept();
         }
@@ -466,19 +507,21 @@ impl SecretStore for PostgresSecretStore {
     }
 
     async fn save(&self, record: StoredSecret) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "SELECT asana_webhooks_save($1, $2, $3, $4)",
-                &[
-                    &record.target.as_str(),
-                    &record.webhook_gid,
-                    &record.resource,
-                    &record.secret.expose(),
-                ],
-            )
-            .await
-            .map_err(backend)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        tx.execute(
+            "SELECT asana_webhooks_save($1, $2, $3, $4)",
+            &[
+                &record.target.as_str(),
+                &record.webhook_gid,
+                &record.resource,
+                &record.secret.expose(),
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        describe(&tx, &record).await?;
+        tx.commit().await.map_err(backend)?;
         self.forget_kept();
         Ok(())
     }
@@ -498,7 +541,7 @@ impl SecretStore for PostgresSecretStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT target, webhook_gid, resource, secret FROM asana_webhooks_secrets WHERE webhook_gid = $1",
+                "SELECT target, webhook_gid, resource, secret, target_url, filters FROM asana_webhooks_secrets WHERE webhook_gid = $1",
                 &[&gid],
             )
             .await
@@ -553,7 +596,7 @@ impl SecretStore for PostgresSecretStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "DELETE FROM asana_webhooks_secrets WHERE webhook_gid = $1 RETURNING target, webhook_gid, resource, secret",
+                "DELETE FROM asana_webhooks_secrets WHERE webhook_gid = $1 RETURNING target, webhook_gid, resource, secret, target_url, filters",
                 &[&gid],
             )
             .await

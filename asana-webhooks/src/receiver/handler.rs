@@ -139,6 +139,8 @@ async fn handshake<S: SecretStore>(
                 target: target.clone(),
                 webhook_gid: None,
                 resource: None,
+                target_url: None,
+                filters: Vec::new(),
                 secret: secret.clone(),
             };
             if let Err(e) = inner.store.save(record).await {

@@ -4,13 +4,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::Utc;
+
 use serde::{Deserialize, Serialize};
 
 use super::atomic_file::{self, Stamp, stamp, write_atomically};
+use super::recovery::RecoveryBook;
 use super::registry::{Registry, UnconfirmedEntry};
 use super::{
-    HandshakeVerdict, MemorySecretStore, RegistrationId, SecretStore, StoreError, StoredSecret,
-    TargetKey, UnconfirmedHandshake, UnrecordedSpan,
+    Gap, GapStatus, HandshakeVerdict, MemorySecretStore, RecoveryStore, RegistrationId,
+    SecretStore, StoreError, StoredSecret, SyncToken, TargetKey, UnconfirmedHandshake,
+    UnrecordedSpan,
 };
 use crate::hook_secret::HookSecret;
 
@@ -59,16 +63,21 @@ struct FileContents {
     unconfirmed: Vec<UnconfirmedEntry>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     unrecorded: Vec<UnrecordedSpan>,
+    /// Gaps, leases and sync tokens; absent before version 4.
+    #[serde(default, skip_serializing_if = "RecoveryBook::is_empty")]
+    recovery: RecoveryBook,
 }
 
 /// Version 2 holds several secrets per target (one per webhook) and the
 /// watched resource; version 1 (one secret per target) is read as is.
 /// Version 3 adds unconfirmed handshakes: a file that holds some is
 /// written as version 3, so that a build that predates them refuses it
-/// rather than rewriting it without them.
+/// rather than rewriting it without them. Version 4 adds gaps, leases
+/// and sync tokens, on the same terms.
 const FILE_VERSION: u32 = 2;
 const FILE_VERSION_WITH_UNCONFIRMED: u32 = 3;
-const READABLE_VERSIONS: [u32; 3] = [1, 2, 3];
+const FILE_VERSION_WITH_RECOVERY: u32 = 4;
+const READABLE_VERSIONS: [u32; 4] = [1, 2, 3, 4];
 
 impl std::fmt::Debug for FileSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,7 +180,9 @@ impl FileSecretStore {
                 let (result, changed) = change(s);
                 let unconfirmed = !s.unconfirmed.is_empty() || !s.unrecorded.is_empty();
                 let contents = changed.then(|| FileContents {
-                    version: if unconfirmed {
+                    version: if !s.recovery.is_empty() {
+                        FILE_VERSION_WITH_RECOVERY
+                    } else if unconfirmed {
                         FILE_VERSION_WITH_UNCONFIRMED
                     } else {
                         FILE_VERSION
@@ -179,6 +190,7 @@ impl FileSecretStore {
                     webhooks: s.records.clone(),
                     unconfirmed: s.unconfirmed.clone(),
                     unrecorded: s.unrecorded.clone(),
+                    recovery: s.recovery.clone(),
                 });
                 (result, contents)
             });
@@ -214,6 +226,7 @@ fn load(registry: &mut Registry, contents: FileContents) {
     registry.records = contents.webhooks;
     registry.unconfirmed = contents.unconfirmed;
     registry.unrecorded = contents.unrecorded;
+    registry.recovery = contents.recovery;
 }
 
 /// Runs blocking file work off the async threads.
@@ -378,6 +391,62 @@ impl SecretStore for FileSecretStore {
     ) -> Result<Option<UnrecordedSpan>, StoreError> {
         self.refresh()?;
         Ok(self.memory.with(|s| s.unrecorded_for(target)))
+    }
+}
+
+/// Every change is made under the file lock on what is on disk (see
+/// [`FileSecretStore`]), so a lease taken here excludes every process that
+/// shares the file.
+impl RecoveryStore for FileSecretStore {
+    async fn record_gap(&self, gap: Gap) -> Result<bool, StoreError> {
+        self.change_if(move |s| {
+            let before = s.recovery.gaps.len();
+            let new = s.recovery.record_gap(gap, Utc::now());
+            (new, new || s.recovery.gaps.len() != before)
+        })
+        .await
+    }
+
+    async fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
+        self.refresh()?;
+        Ok(self.memory.with(|s| s.recovery.gaps.clone()))
+    }
+
+    async fn set_gap_status(&self, id: &str, status: GapStatus) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.change_if(move |s| {
+            let found = s.recovery.set_gap_status(&id, status);
+            (found, found)
+        })
+        .await
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.change_if(move |s| {
+            let taken = s.recovery.try_lease(&name, &holder, ttl, Utc::now());
+            (taken, taken)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.change_if(move |s| ((), s.recovery.release_lease(&name, &holder)))
+            .await
+    }
+
+    async fn sync_token(&self, resource: &str) -> Result<Option<SyncToken>, StoreError> {
+        self.refresh()?;
+        Ok(self
+            .memory
+            .with(|s| s.recovery.sync_tokens.get(resource).cloned()))
+    }
+
+    async fn save_sync_token(&self, resource: &str, token: &str) -> Result<(), StoreError> {
+        let (resource, token) = (resource.to_string(), token.to_string());
+        self.change(move |s| s.recovery.save_sync_token(&resource, &token, Utc::now()))
+            .await
     }
 }
 

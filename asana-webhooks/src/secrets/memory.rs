@@ -3,8 +3,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::Utc;
+
 use super::registry::Registry;
-use super::{HandshakeVerdict, RegistrationId, SecretStore, StoreError, StoredSecret, TargetKey};
+use super::{
+    Gap, GapStatus, HandshakeVerdict, RecoveryStore, RegistrationId, SecretStore, StoreError,
+    StoredSecret, SyncToken, TargetKey,
+};
 use crate::hook_secret::HookSecret;
 
 /// Secrets and registrations in memory: for tests and single-process apps
@@ -91,6 +96,38 @@ impl SecretStore for MemorySecretStore {
 
     async fn remove_gid(&self, gid: &str) -> Result<Option<StoredSecret>, StoreError> {
         Ok(self.with(|s| s.remove_gid(gid)))
+    }
+}
+
+impl RecoveryStore for MemorySecretStore {
+    async fn record_gap(&self, gap: Gap) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.recovery.record_gap(gap, Utc::now())))
+    }
+
+    async fn gaps(&self) -> Result<Vec<Gap>, StoreError> {
+        Ok(self.with(|s| s.recovery.gaps.clone()))
+    }
+
+    async fn set_gap_status(&self, id: &str, status: GapStatus) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.recovery.set_gap_status(id, status)))
+    }
+
+    async fn try_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.recovery.try_lease(name, holder, ttl, Utc::now())))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.with(|s| s.recovery.release_lease(name, holder));
+        Ok(())
+    }
+
+    async fn sync_token(&self, resource: &str) -> Result<Option<SyncToken>, StoreError> {
+        Ok(self.with(|s| s.recovery.sync_tokens.get(resource).cloned()))
+    }
+
+    async fn save_sync_token(&self, resource: &str, token: &str) -> Result<(), StoreError> {
+        self.with(|s| s.recovery.save_sync_token(resource, token, Utc::now()));
+        Ok(())
     }
 }
 

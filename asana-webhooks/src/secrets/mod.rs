@@ -48,6 +48,7 @@
 mod atomic_file;
 mod file;
 mod memory;
+mod recovery;
 mod registry;
 
 use std::future::Future;
@@ -57,8 +58,10 @@ use serde::{Deserialize, Serialize};
 
 pub use file::FileSecretStore;
 pub use memory::MemorySecretStore;
+pub use recovery::{GAPS_KEPT_FOR, Gap, GapCause, GapStatus, RecoveryStore, SyncToken};
 
 use crate::hook_secret::HookSecret;
+use crate::types::WebhookFilter;
 
 /// The part of a target URL that tells the webhooks on one receiver apart:
 /// its path and query, for example `/hooks/asana?project=42`.
@@ -115,6 +118,14 @@ pub struct StoredSecret {
     /// The resource the webhook watches, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// The full target URL it was created with, when this SDK created it:
+    /// with the resource and the filters, what re-creates it once Asana
+    /// deleted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_url: Option<String>,
+    /// The filters it was created with (empty: none, or not known).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<WebhookFilter>,
     /// The secret.
     pub secret: HookSecret,
 }
@@ -126,6 +137,8 @@ impl StoredSecret {
             target,
             webhook_gid: Some(webhook_gid.into()),
             resource: None,
+            target_url: None,
+            filters: Vec::new(),
             secret,
         }
     }
@@ -134,6 +147,24 @@ impl StoredSecret {
     pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
         self.resource = Some(resource.into());
         self
+    }
+
+    /// Records what the webhook was created with (its full target URL and
+    /// its filters), so that it can be created again the same way.
+    pub fn with_creation(
+        mut self,
+        target_url: impl Into<String>,
+        filters: Vec<WebhookFilter>,
+    ) -> Self {
+        self.target_url = Some(target_url.into());
+        self.filters = filters;
+        self
+    }
+
+    /// Whether it can be created again as it was: its resource and full
+    /// target URL are known.
+    pub fn can_recreate(&self) -> bool {
+        self.resource.is_some() && self.target_url.is_some()
     }
 }
 

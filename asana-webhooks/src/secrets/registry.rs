@@ -37,6 +37,8 @@ pub(crate) struct Registry {
     pub(crate) unconfirmed: Vec<UnconfirmedEntry>,
     /// Per target, when handshakes past the limit went unrecorded.
     pub(crate) unrecorded: Vec<UnrecordedSpan>,
+    /// Gaps, leases and sync tokens.
+    pub(crate) recovery: super::recovery::RecoveryBook,
     windows: HashMap<TargetKey, Window>,
 }
 
