@@ -32,10 +32,11 @@ pub struct Gap {
     /// Why it opened.
     pub cause: GapCause,
     /// Its start: the last time this receiver heard from the webhook (a
-    /// verified delivery or heartbeat). `None` when nothing was ever heard,
-    /// so the gap reaches back as far as anyone can look.
+    /// verified heartbeat), or the sync token's time. `None` when nothing
+    /// was ever heard, so the gap reaches back as far as anyone can look.
+    /// On this machine's clock, like `to`; both err on the wide side.
     pub from: Option<DateTime<Utc>>,
-    /// Its end: from then on events flow again.
+    /// Its end: from then on events flow again (on this machine's clock).
     pub to: DateTime<Utc>,
     /// When it was recorded (this machine's clock).
     pub recorded_at: DateTime<Utc>,

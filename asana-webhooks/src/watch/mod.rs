@@ -37,6 +37,7 @@
 //! webhooks, 120 for 1,000 — far below Asana's 150 a minute.
 
 mod health;
+mod repair;
 mod report;
 
 use std::collections::HashMap;
@@ -44,16 +45,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 pub use health::{Clocks, HEARTBEAT_INTERVAL, HealthPolicy, HealthState, SeenHere, classify};
+pub use repair::{REPAIR_LEASE, RepairOutcome};
 pub use report::{HealthReport, WebhookHealth, check};
 
 use crate::client::Client;
 use crate::inbox::{Inbox, MemoryInbox};
-use crate::secrets::{SecretStore, TargetKey};
+use crate::secrets::{RecoveryStore, SecretStore, TargetKey};
 
 /// How often the watch checks, by default.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// After a failed repair, how long before the first retry; each further
+/// failure doubles it, up to [`REPAIR_BACKOFF_MAX`]. A retry happens at the
+/// first check after that.
+pub const REPAIR_BACKOFF_FIRST: Duration = Duration::from_secs(30);
+
+/// The longest wait between two attempts to repair one webhook.
+pub const REPAIR_BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
 /// A webhook whose state changed (or that was seen for the first time).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -74,6 +85,10 @@ pub struct Watch<S, I = MemoryInbox> {
     inbox: Option<I>,
     policy: HealthPolicy,
     interval: Duration,
+    repair: bool,
+    replace_unknown: bool,
+    /// Names this instance in the store's leases.
+    holder: String,
 }
 
 impl<S: SecretStore> Watch<S> {
@@ -93,6 +108,9 @@ impl<S: SecretStore> Watch<S> {
             inbox: None,
             policy: HealthPolicy::default(),
             interval: DEFAULT_WATCH_INTERVAL,
+            repair: true,
+            replace_unknown: false,
+            holder: format!("watch-{:016x}", fastrand::u64(..)),
         }
     }
 }
@@ -108,6 +126,9 @@ impl<S: SecretStore, I: Inbox> Watch<S, I> {
             inbox: Some(inbox),
             policy: self.policy,
             interval: self.interval,
+            repair: self.repair,
+            replace_unknown: self.replace_unknown,
+            holder: self.holder,
         }
     }
 
@@ -123,6 +144,23 @@ impl<S: SecretStore, I: Inbox> Watch<S, I> {
         self
     }
 
+    /// Whether a webhook that Asana deleted is created again (through the
+    /// handshake, as it was created) and its gap recorded; default `true`.
+    /// Needs a receiver that shares the store, to answer the handshake.
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
+        self
+    }
+
+    /// Whether a webhook on one of the targets whose secret is not stored
+    /// (its deliveries can never verify) is deleted and created again
+    /// through the handshake; default `false`, since it deletes a webhook
+    /// that someone else may have made on purpose.
+    pub fn replace_unknown_secrets(mut self, replace: bool) -> Self {
+        self.replace_unknown = replace;
+        self
+    }
+
     /// Runs one check now.
     pub async fn check(&self) -> Result<HealthReport, crate::Error> {
         check(
@@ -135,15 +173,73 @@ impl<S: SecretStore, I: Inbox> Watch<S, I> {
         )
         .await
     }
+}
 
-    /// Starts checking on the schedule, in a task of its own, until the
-    /// returned handle is dropped.
+impl<S: SecretStore + RecoveryStore, I: Inbox> Watch<S, I> {
+    /// Repairs what `report` found gone (and, when opted in, what has an
+    /// unknown secret), one webhook after the other. Failures are in the
+    /// list, one per webhook; they never stop the others.
+    pub async fn repair_all(
+        &self,
+        report: &HealthReport,
+    ) -> Vec<(String, Result<RepairOutcome, crate::Error>)> {
+        let mut outcomes = Vec::new();
+        for health in &report.webhooks {
+            if let Some(outcome) = self.repair_one(health).await {
+                outcomes.push((health.gid.clone(), outcome));
+            }
+        }
+        outcomes
+    }
+
+    /// Checks now and repairs what the check found (see
+    /// [`Watch::repair`]).
+    pub async fn check_and_repair(
+        &self,
+    ) -> Result<
+        (
+            HealthReport,
+            Vec<(String, Result<RepairOutcome, crate::Error>)>,
+        ),
+        crate::Error,
+    > {
+        let report = self.check().await?;
+        let repairs = self.repair_all(&report).await;
+        Ok((report, repairs))
+    }
+
+    async fn repair_one(
+        &self,
+        health: &WebhookHealth,
+    ) -> Option<Result<RepairOutcome, crate::Error>> {
+        let (client, workspace, store, holder) =
+            (&self.client, &self.workspace, &self.store, &self.holder);
+        match health.state {
+            HealthState::Gone if self.repair => {
+                Some(repair::recreate(client, workspace, store, holder, health).await)
+            }
+            HealthState::UnknownSecret if self.replace_unknown => {
+                Some(repair::replace(client, workspace, store, holder, health).await)
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts checking (and repairing) on the schedule, in a task of its
+    /// own, until the returned handle is dropped.
     pub fn spawn(self) -> WatchHandle {
         let (changes, _) = broadcast::channel(1024);
+        let (repairs, _) = broadcast::channel(1024);
         let latest = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(run(self, changes.clone(), Arc::clone(&latest)));
+        let task = tokio::spawn(run(
+            self,
+            changes.clone(),
+            repairs.clone(),
+            Arc::clone(&latest),
+        ));
         WatchHandle {
             changes,
+            repairs,
             latest,
             task,
         }
@@ -154,6 +250,7 @@ impl<S: SecretStore, I: Inbox> Watch<S, I> {
 #[derive(Debug)]
 pub struct WatchHandle {
     changes: broadcast::Sender<HealthChange>,
+    repairs: broadcast::Sender<RepairOutcome>,
     latest: Arc<Mutex<Option<HealthReport>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -163,6 +260,12 @@ impl WatchHandle {
     /// misses the oldest ones, and is told how many).
     pub fn subscribe(&self) -> broadcast::Receiver<HealthChange> {
         self.changes.subscribe()
+    }
+
+    /// Every repair from now on: each webhook created again, with its gap
+    /// (already recorded in the store), and each that cannot be.
+    pub fn repairs(&self) -> broadcast::Receiver<RepairOutcome> {
+        self.repairs.subscribe()
     }
 
     /// The report of the last check that succeeded.
@@ -180,12 +283,40 @@ impl Drop for WatchHandle {
     }
 }
 
-async fn run<S: SecretStore, I: Inbox>(
+/// Failed repairs per webhook: how many in a row, and when to try again.
+#[derive(Default)]
+struct Backoff(HashMap<String, (u32, Instant)>);
+
+impl Backoff {
+    fn due(&self, gid: &str) -> bool {
+        self.0
+            .get(gid)
+            .is_none_or(|(_, next)| Instant::now() >= *next)
+    }
+
+    fn failed(&mut self, gid: &str) -> Duration {
+        let failures = self.0.get(gid).map_or(0, |(n, _)| *n);
+        let wait = REPAIR_BACKOFF_FIRST
+            .saturating_mul(1 << failures.min(16))
+            .min(REPAIR_BACKOFF_MAX);
+        self.0
+            .insert(gid.to_string(), (failures + 1, Instant::now() + wait));
+        wait
+    }
+
+    fn succeeded(&mut self, gid: &str) {
+        self.0.remove(gid);
+    }
+}
+
+async fn run<S: SecretStore + RecoveryStore, I: Inbox>(
     watch: Watch<S, I>,
     changes: broadcast::Sender<HealthChange>,
+    repairs: broadcast::Sender<RepairOutcome>,
     latest: Arc<Mutex<Option<HealthReport>>>,
 ) {
     let mut states: HashMap<String, HealthState> = HashMap::new();
+    let mut backoff = Backoff::default();
     let mut ticks = tokio::time::interval(watch.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -208,7 +339,47 @@ async fn run<S: SecretStore, I: Inbox>(
                 health: health.clone(),
             });
         }
+        for health in &report.webhooks {
+            if !backoff.due(&health.gid) {
+                continue;
+            }
+            let Some(outcome) = watch.repair_one(health).await else {
+                continue;
+            };
+            match outcome {
+                Ok(outcome) => {
+                    backoff.succeeded(&health.gid);
+                    announce_repair(&outcome);
+                    if outcome != RepairOutcome::NotHere {
+                        let _ = repairs.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    let wait = backoff.failed(&health.gid);
+                    tracing::error!(gid = %health.gid, error = %e, retry_in = ?wait, "could not create the deleted webhook again; retrying later");
+                }
+            }
+        }
         *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+    }
+}
+
+fn announce_repair(outcome: &RepairOutcome) {
+    match outcome {
+        RepairOutcome::Recreated {
+            old_gid,
+            new_gid,
+            gap,
+        } => {
+            let from = gap
+                .from
+                .map_or_else(|| "unknown".to_string(), |f| f.to_rfc3339());
+            tracing::error!(%old_gid, %new_gid, resource = %gap.resource, gap.from = %from, gap.to = %gap.to.to_rfc3339(), "webhook created again; events in the gap were not delivered and are recorded for catch-up")
+        }
+        RepairOutcome::Impossible { gid, reason } => {
+            tracing::error!(%gid, %reason, "the deleted webhook cannot be created again")
+        }
+        RepairOutcome::NotHere => {}
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::{self, Error};
 use crate::inbox::Inbox;
 use crate::operations::{MAX_PAGE_SIZE, Webhook};
 use crate::secrets::{SecretStore, StoredSecret, TargetKey};
-use crate::types::WebhookListOptField;
+use crate::types::{WebhookFilter, WebhookListOptField};
 
 /// The listing fields a check asks for: everything Asana keeps about a
 /// webhook's deliveries.
@@ -61,6 +61,10 @@ pub struct WebhookHealth {
     pub failure_deletion_timestamp: Option<DateTime<Utc>>,
     /// When this receiver last saw a verified heartbeat of it.
     pub last_heartbeat_seen: Option<DateTime<Utc>>,
+    /// Its filters (Asana's, or those it was created with when Asana no
+    /// longer has it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<WebhookFilter>,
 }
 
 /// Every webhook a check looked at.
@@ -204,6 +208,7 @@ pub async fn check<S: SecretStore, I: Inbox>(
             next_attempt_after: webhook.next_attempt_after,
             failure_deletion_timestamp: webhook.failure_deletion_timestamp,
             last_heartbeat_seen: here.last_seen,
+            filters: webhook.filters.clone(),
             gid,
         });
     }
@@ -223,7 +228,12 @@ pub async fn check<S: SecretStore, I: Inbox>(
         let (state, why) = classify(None, here, now, policy);
         webhooks.push(WebhookHealth {
             resource: record.resource.clone(),
-            target: Some(record.target.to_string()),
+            target: Some(
+                record
+                    .target_url
+                    .clone()
+                    .unwrap_or_else(|| record.target.to_string()),
+            ),
             state,
             why,
             advice: state.advice(),
@@ -235,6 +245,7 @@ pub async fn check<S: SecretStore, I: Inbox>(
             next_attempt_after: None,
             failure_deletion_timestamp: None,
             last_heartbeat_seen: here.last_seen,
+            filters: record.filters.clone(),
             gid,
         });
     }

@@ -16,8 +16,8 @@ use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{Sandbox, seed};
 use asana_webhooks::secrets::FileSecretStore;
-use asana_webhooks::secrets::SecretStore;
 use asana_webhooks::secrets::TargetKey;
+use asana_webhooks::secrets::{RecoveryStore, SecretStore};
 use asana_webhooks::types::{WebhookListOptField, WebhookOptField};
 use asana_webhooks::{Client, Error, HandshakeError, HandshakeExt, RetryPolicy};
 use clap::Parser;
@@ -300,7 +300,7 @@ const SETTLE_TIME: Duration = Duration::from_secs(120);
 /// answer at all.
 const LOOKUP_MARGIN: Duration = Duration::from_secs(30);
 
-async fn serve_and_print<S: SecretStore, I: Inbox>(
+async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
     cli: &Cli,
     args: &Listen,
     store: S,

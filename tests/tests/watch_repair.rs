@@ -1,0 +1,344 @@
+//! Self-healing against the sandbox, on its time scale: a listener stopped
+//! for more than a day (in sandbox time) finds, once started again, that
+//! Asana deleted its webhook; the watch creates it again through the
+//! handshake, records the gap with its bounds, and later events arrive.
+//! Two PostgreSQL-backed instances repairing at once create it once.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use asana_webhooks::inbox::{FileInbox, Inbox};
+use asana_webhooks::postgres::{PostgresInbox, PostgresSecretStore};
+use asana_webhooks::receiver::Receiver;
+use asana_webhooks::sandbox::{EmittedEvent, Sandbox, seed};
+use asana_webhooks::secrets::{
+    FileSecretStore, GapCause, GapStatus, RecoveryStore, SecretStore, TargetKey,
+};
+use asana_webhooks::watch::{HealthState, RepairOutcome, Watch};
+use asana_webhooks::{Client, HandshakeExt, RetryPolicy};
+use asana_webhooks_tests::postgres::Postgres;
+use tokio::sync::oneshot;
+
+/// Sandbox seconds per real second: a sandbox day lasts 12 real seconds.
+const SCALE: f64 = 7200.0;
+/// The longest any step may take, in real time.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn client(sandbox: &Sandbox) -> Client {
+    Client::builder()
+        .token("sandbox")
+        .base_url(sandbox.base_url())
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap()
+}
+
+fn changed() -> EmittedEvent {
+    EmittedEvent {
+        resource: seed::TASK.into(),
+        action: "changed".into(),
+        parent: None,
+        field: Some("due_on".into()),
+    }
+}
+
+/// A receiver served on a fixed address until stopped, as a listener
+/// process would be.
+struct Listening {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn listen<S: SecretStore, I: Inbox>(addr: SocketAddr, store: S, inbox: I) -> Listening {
+    // The address was just released by the previous listener: bounded retries.
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("bind {addr}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot bind {addr} again: {e}"),
+        }
+    };
+    let receiver = Receiver::builder(store).build_with_inbox(inbox);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(receiver.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Listening { stop, task }
+}
+
+impl Listening {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(LIMIT, self.task)
+            .await
+            .expect("the listener stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+async fn free_addr() -> SocketAddr {
+    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    probe.local_addr().unwrap()
+}
+
+/// Waits (bounded) until `done` says yes.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < LIMIT, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The next event in `inbox` (acknowledged), within the limit.
+async fn next_event<I: Inbox>(inbox: &I) -> asana_webhooks::Event {
+    let item = tokio::time::timeout(LIMIT, inbox.next())
+        .await
+        .expect("an event arrives")
+        .expect("the inbox is open");
+    let event = item.event().expect("a decodable event");
+    item.ack().await.unwrap();
+    event
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_down_for_more_than_a_day_gets_its_webhook_back_and_the_gap_recorded() {
+    let sandbox = Sandbox::builder()
+        .time_scale(SCALE)
+        .start("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = client(&sandbox);
+    let dir = tempfile::tempdir().unwrap();
+    let (secrets_path, inbox_path) = (dir.path().join("secrets.json"), dir.path().join("inbox"));
+    let addr = free_addr().await;
+    let url = format!("http://{addr}/hooks/asana");
+    let key = TargetKey::from_url(&url).unwrap();
+
+    // Up: the webhook is created through the handshake and delivers.
+    let store = FileSecretStore::open(&secrets_path).await.unwrap();
+    let inbox = FileInbox::open(&inbox_path).await.unwrap();
+    let listening = listen(addr, store.clone(), inbox.clone()).await;
+    let created = client
+        .create_webhook_with_handshake(&store, seed::TASK, &url)
+        .workspace(seed::WORKSPACE)
+        .send()
+        .await
+        .unwrap();
+    let old_gid = created.webhook.gid.unwrap();
+    sandbox.emit(changed()).unwrap();
+    assert_eq!(next_event(&inbox).await.resource.gid, seed::TASK);
+    until("a heartbeat is recorded", || async {
+        inbox
+            .stats()
+            .await
+            .unwrap()
+            .last_heartbeats
+            .contains_key(&old_gid)
+    })
+    .await;
+
+    // Down: the process stops; what it last heard is on disk.
+    listening.stop().await;
+    inbox.close();
+    drop((store, inbox));
+    sandbox.emit(changed()).unwrap();
+    until(
+        "Asana deletes the webhook after a day of failures",
+        || async { client.get_webhook(&old_gid).send().await.is_err() },
+    )
+    .await;
+    // Sent to nobody: the webhook is gone.
+    sandbox.emit(changed()).unwrap();
+
+    // Up again, a new process on the same files.
+    let store = FileSecretStore::open(&secrets_path).await.unwrap();
+    let inbox = FileInbox::open(&inbox_path).await.unwrap();
+    let last_heard = inbox.stats().await.unwrap().last_heartbeats[&old_gid];
+    let listening = listen(addr, store.clone(), inbox.clone()).await;
+    let watch = Watch::new(
+        client.clone(),
+        seed::WORKSPACE,
+        store.clone(),
+        vec![key.clone()],
+    )
+    .inbox(inbox.clone());
+    let before = chrono::Utc::now();
+    let (report, repairs) = watch.check_and_repair().await.unwrap();
+    let after = chrono::Utc::now();
+    let old = report.webhooks.iter().find(|w| w.gid == old_gid).unwrap();
+    assert_eq!(old.state, HealthState::Gone);
+    let [
+        (
+            gid,
+            Ok(RepairOutcome::Recreated {
+                old_gid: was,
+                new_gid,
+                gap,
+            }),
+        ),
+    ] = &repairs[..]
+    else {
+        panic!("one repair that created the webhook again: {repairs:?}");
+    };
+    assert_eq!((gid, was), (&old_gid, &old_gid));
+    assert_ne!(new_gid, &old_gid);
+
+    // The gap: from the last thing heard to the new webhook's creation.
+    assert_eq!(gap.resource, seed::TASK);
+    assert_eq!(gap.from, Some(last_heard), "from the last heartbeat heard");
+    assert!(
+        before <= gap.to && gap.to <= after,
+        "{gap:?} not within the repair"
+    );
+    assert_eq!(
+        gap.cause,
+        GapCause::WebhookGone {
+            old_gid: old_gid.clone(),
+            new_gid: new_gid.clone()
+        }
+    );
+    assert_eq!(gap.status, GapStatus::Open);
+    // Durable: a new process reads it, once.
+    let reopened = FileSecretStore::open(&secrets_path).await.unwrap();
+    assert_eq!(reopened.gaps().await.unwrap(), std::slice::from_ref(gap));
+    assert!(reopened.by_gid(&old_gid).await.unwrap().is_none());
+    let record = reopened.by_gid(new_gid).await.unwrap().unwrap();
+    assert_eq!(record.target_url.as_deref(), Some(url.as_str()));
+    assert_eq!(record.resource.as_deref(), Some(seed::TASK));
+
+    // The webhook at Asana is the same as before, and healthy.
+    let now_at_asana = client.get_webhook(new_gid).send().await.unwrap();
+    assert_eq!(now_at_asana.target.as_deref(), Some(url.as_str()));
+    assert_eq!(
+        now_at_asana.resource.and_then(|r| r.gid).as_deref(),
+        Some(seed::TASK)
+    );
+    let (report, repairs) = watch.check_and_repair().await.unwrap();
+    assert!(repairs.is_empty(), "nothing left to repair: {repairs:?}");
+    assert_eq!(report.webhooks.len(), 1, "{report:#?}");
+    assert_eq!(report.webhooks[0].gid, *new_gid);
+    assert_eq!(report.webhooks[0].state, HealthState::Healthy);
+
+    // Events after the repair arrive, verified with the new secret.
+    sandbox.emit(changed()).unwrap();
+    let event = next_event(&inbox).await;
+    assert_eq!(event.resource.gid, seed::TASK);
+    assert_eq!(event.action.as_str(), "changed");
+    assert_eq!(reopened.gaps().await.unwrap().len(), 1);
+    listening.stop().await;
+}
+
+/// One instance of a receiver behind a load balancer, on PostgreSQL.
+struct Instance {
+    store: PostgresSecretStore,
+    inbox: PostgresInbox,
+}
+
+async fn instance(db: &Postgres) -> Instance {
+    let pool = db.pool().await;
+    Instance {
+        store: PostgresSecretStore::new(pool.clone()),
+        inbox: PostgresInbox::new(pool, &db.url()).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgresql_create_a_deleted_webhook_again_exactly_once() {
+    let db = Postgres::start();
+    let sandbox = Sandbox::builder()
+        .time_scale(SCALE)
+        .start("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = client(&sandbox);
+    let (a, b) = (instance(&db).await, instance(&db).await);
+    // The load balancer sends the target to instance a; both share the
+    // database, so b's watch sees the same secrets.
+    let addr = free_addr().await;
+    let url = format!("http://{addr}/hooks/shared");
+    let key = TargetKey::from_url(&url).unwrap();
+    let listening = listen(addr, a.store.clone(), a.inbox.clone()).await;
+
+    for round in 0..3 {
+        let gid = client
+            .create_webhook_with_handshake(&a.store, seed::TASK, &url)
+            .workspace(seed::WORKSPACE)
+            .ensure()
+            .await
+            .unwrap()
+            .webhook
+            .gid
+            .unwrap();
+        // Asana deletes it (as after a day of failures).
+        client.delete_webhook(&gid).send().await.unwrap();
+
+        let watch_a = Watch::new(
+            client.clone(),
+            seed::WORKSPACE,
+            a.store.clone(),
+            vec![key.clone()],
+        )
+        .inbox(a.inbox.clone());
+        let watch_b = Watch::new(
+            client.clone(),
+            seed::WORKSPACE,
+            b.store.clone(),
+            vec![key.clone()],
+        )
+        .inbox(b.inbox.clone());
+        let (ra, rb) = tokio::join!(watch_a.check_and_repair(), watch_b.check_and_repair());
+        let outcomes: Vec<RepairOutcome> = [ra.unwrap().1, rb.unwrap().1]
+            .into_iter()
+            .flatten()
+            .map(|(_, outcome)| outcome.unwrap())
+            .collect();
+        let recreated = outcomes
+            .iter()
+            .filter(|o| matches!(o, RepairOutcome::Recreated { .. }))
+            .count();
+        assert_eq!(recreated, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, RepairOutcome::Recreated { .. } | RepairOutcome::NotHere)),
+            "round {round}: {outcomes:?}"
+        );
+
+        // One webhook at Asana on the target, its secret stored once.
+        let live = client
+            .get_webhooks(seed::WORKSPACE)
+            .resource(seed::TASK)
+            .send()
+            .await
+            .unwrap()
+            .items;
+        let ours: Vec<_> = live
+            .iter()
+            .filter(|w| w.target.as_deref() == Some(url.as_str()))
+            .collect();
+        assert_eq!(ours.len(), 1, "round {round}: {live:?}");
+        let stored = b.store.secrets_for(&key).await.unwrap();
+        assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
+        assert_eq!(stored[0].webhook_gid, ours[0].gid);
+        let gaps = b.store.gaps().await.unwrap();
+        assert_eq!(gaps.len(), round + 1, "one gap per deletion: {gaps:?}");
+        // The next round starts from the webhook just created.
+        client
+            .delete_webhook(ours[0].gid.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+        a.store
+            .remove_gid(ours[0].gid.as_deref().unwrap())
+            .await
+            .unwrap();
+    }
+    listening.stop().await;
+}
