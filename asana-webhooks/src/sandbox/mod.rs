@@ -63,6 +63,7 @@ use std::time::Duration;
 
 pub use model::EmittedEvent;
 pub use oauth::OAuthCounts;
+pub use routes::ApiRequests;
 
 /// The objects every sandbox starts with, at fixed gids.
 pub mod seed {
@@ -156,6 +157,13 @@ impl Sandbox {
     /// once the webhook's sender has taken it off the queue.
     pub fn dropped_events(&self) -> u64 {
         self.state.dropped()
+    }
+
+    /// The API requests received so far (under `/api/1.0`, whatever their
+    /// answer), by operation: what a client costs against Asana's rate
+    /// limits. Take one count before and [`ApiRequests::since`] after.
+    pub fn api_requests(&self) -> ApiRequests {
+        self.state.api_requests()
     }
 
     /// Serves until the task is aborted (for the command line).

@@ -2,12 +2,13 @@
 //! `/api/1.0`, the OAuth token endpoint `/-/oauth_token`, and the
 //! `/sandbox/events` control endpoint.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -109,9 +110,65 @@ fn answer(status: StatusCode, body: Value, pretty: bool) -> Response {
     response
 }
 
+/// The API requests a sandbox received: every request to an API path
+/// (`/api/1.0/…`), whatever its answer (401 and 429 included), by Asana's
+/// operation id. The token endpoint's grants are counted apart
+/// ([`crate::sandbox::OAuthCounts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApiRequests {
+    /// All of them.
+    pub total: u64,
+    /// By operation: `getWebhooks`, `createWebhook`, `getWebhook`,
+    /// `updateWebhook`, `deleteWebhook`, `getEvents`, and `other` for a
+    /// path or method Asana has no operation for.
+    pub by_operation: BTreeMap<&'static str, u64>,
+}
+
+impl ApiRequests {
+    /// The requests to `operation` (an Asana operation id such as
+    /// `getWebhooks`).
+    pub fn of(&self, operation: &str) -> u64 {
+        self.by_operation.get(operation).copied().unwrap_or(0)
+    }
+
+    /// The requests received since `earlier`, a count taken before.
+    pub fn since(&self, earlier: &ApiRequests) -> ApiRequests {
+        let by_operation = self
+            .by_operation
+            .iter()
+            .map(|(op, n)| (*op, n.saturating_sub(earlier.of(op))))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        ApiRequests {
+            total: self.total.saturating_sub(earlier.total),
+            by_operation,
+        }
+    }
+}
+
+/// Asana's operation id for a request to `path` (under `/api/1.0`).
+fn operation(method: &Method, path: &str) -> &'static str {
+    let path = path.strip_prefix("/api/1.0").unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let one = path
+        .strip_prefix("/webhooks/")
+        .is_some_and(|gid| !gid.is_empty() && !gid.contains('/'));
+    match (method.as_str(), path) {
+        ("GET", "/webhooks") => "getWebhooks",
+        ("POST", "/webhooks") => "createWebhook",
+        ("GET", "/events") => "getEvents",
+        ("GET", _) if one => "getWebhook",
+        ("PUT", _) if one => "updateWebhook",
+        ("DELETE", _) if one => "deleteWebhook",
+        _ => "other",
+    }
+}
+
 /// Every API answer carries the sandbox's own time in `Date`, as Asana's
 /// carry Asana's.
 async fn guard(State((sandbox, tokens)): State<Guarded>, request: Request, next: Next) -> Response {
+    sandbox.count_request(operation(request.method(), request.uri().path()));
     let mut response = check(&sandbox, &tokens, request, next).await;
     let date = sandbox
         .now()
@@ -366,5 +423,40 @@ async fn emit(State(sandbox): State<Shared>, body: Bytes) -> Response {
             false,
         ),
         Err(message) => failure(Failure::new(404, message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_asana_operation() {
+        let cases = [
+            (Method::GET, "/webhooks", "getWebhooks"),
+            (Method::POST, "/webhooks", "createWebhook"),
+            (Method::GET, "/webhooks/12", "getWebhook"),
+            (Method::PUT, "/webhooks/12", "updateWebhook"),
+            (Method::DELETE, "/api/1.0/webhooks/12", "deleteWebhook"),
+            (Method::GET, "/events", "getEvents"),
+            (Method::DELETE, "/webhooks", "other"),
+            (Method::GET, "/webhooks/12/x", "other"),
+            (Method::GET, "/tasks", "other"),
+        ];
+        for (method, path, expected) in cases {
+            assert_eq!(operation(&method, path), expected, "{method} {path}");
+        }
+        let before = ApiRequests {
+            total: 1,
+            by_operation: BTreeMap::from([("getWebhooks", 1)]),
+        };
+        let after = ApiRequests {
+            total: 4,
+            by_operation: BTreeMap::from([("getWebhooks", 3), ("getWebhook", 1)]),
+        };
+        let since = after.since(&before);
+        assert_eq!(since.total, 3);
+        assert_eq!((since.of("getWebhooks"), since.of("getWebhook")), (2, 1));
+        assert_eq!(since.of("createWebhook"), 0);
     }
 }

@@ -21,6 +21,7 @@ use super::model::{
 };
 use super::offsets;
 use super::render;
+use super::routes::ApiRequests;
 use super::rules;
 use super::stream::{self, Streams};
 use crate::hook_secret::HookSecret;
@@ -66,6 +67,8 @@ pub(crate) struct Sandbox {
     inner: Mutex<Inner>,
     offset_key: HookSecret,
     requests: AtomicU64,
+    /// Every API request received, by operation.
+    api_requests: Mutex<ApiRequests>,
     /// The Events API's record of every event emitted.
     streams: Mutex<Streams>,
     /// Events whose delivery was lost, per webhook.
@@ -100,6 +103,7 @@ impl Sandbox {
             }),
             offset_key: HookSecret::new(random_hex(32)),
             requests: AtomicU64::new(0),
+            api_requests: Mutex::new(ApiRequests::default()),
             streams: Mutex::new(Streams::default()),
             dropped: AtomicU64::new(0),
             http: reqwest::Client::builder()
@@ -121,6 +125,21 @@ impl Sandbox {
         for task in self.lock().tasks.drain(..) {
             task.abort();
         }
+    }
+
+    /// Counts an API request to `operation`.
+    pub(crate) fn count_request(&self, operation: &'static str) {
+        let mut counts = self.api_requests.lock().unwrap_or_else(|p| p.into_inner());
+        counts.total += 1;
+        *counts.by_operation.entry(operation).or_insert(0) += 1;
+    }
+
+    /// The API requests received so far.
+    pub(crate) fn api_requests(&self) -> ApiRequests {
+        self.api_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// `Some(retry_after)` when this request is one the sandbox rate-limits.

@@ -31,10 +31,27 @@
 //! # }
 //! ```
 //!
-//! One check costs one request per 100 webhooks of the workspace (a
-//! listing with the health fields), through the client's limiter: at the
-//! default interval of 5 minutes, 12 requests an hour for up to 100
-//! webhooks, 120 for 1,000 — far below Asana's 150 a minute.
+//! One check costs one request per 100 webhooks of the workspace, whether
+//! this receiver manages them or not (a listing with the health fields,
+//! 100 a page), through the client's limiter, and nothing per webhook,
+//! resource or secret. Measured at the sandbox by `tests/tests/watch_cost.rs`
+//! (every request that reached its API, over 3 checks each; it prints
+//! them):
+//!
+//! | webhooks | requests a check | an hour at the default 5 minutes |
+//! |---:|---:|---:|
+//! | 1 | 1 | 12 |
+//! | 100 | 1 | 12 |
+//! | 101 | 2 | 24 |
+//! | 1,000 | 10 | 120 |
+//!
+//! 1 webhook managed among 1,000 in the workspace costs as much as 1,000.
+//! 120 an hour is 2 a minute, 1.3 % of Asana's free-tier limit of 150 a
+//! minute. Retries come on top: a 429 retried, or a check that meets an
+//! OAuth access token Asana ended early (one 401, then the listing again
+//! with a new token: `tests/tests/watch_oauth.rs`); an OAuth client also
+//! asks the token endpoint, outside the API, for a new access token about
+//! once an hour.
 
 mod health;
 mod repair;

@@ -74,7 +74,9 @@ pub struct HealthReport {
     pub checked_at: DateTime<Utc>,
     /// The webhooks, by gid.
     pub webhooks: Vec<WebhookHealth>,
-    /// Requests the check made to Asana.
+    /// Listing pages the check read: its requests to Asana, not counting
+    /// those the client repeated (after a 429, or after a 401 that
+    /// refreshed an OAuth token).
     pub requests: u32,
 }
 
