@@ -342,3 +342,115 @@ async fn two_instances_on_postgresql_create_a_deleted_webhook_again_exactly_once
     }
     listening.stop().await;
 }
+
+/// Answers every handshake on `addr` (echoes its secret) until stopped:
+/// another tool's receiver, whose secrets this one never sees.
+async fn foreign_receiver(addr: SocketAddr) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, HeaderValue};
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let mut answer = HeaderMap::new();
+        if let Some(secret) = headers.get("x-hook-secret") {
+            answer.insert("x-hook-secret", secret.clone());
+        }
+        answer.insert("content-length", HeaderValue::from_static("0"));
+        (axum::http::StatusCode::OK, answer)
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_an_unknown_secret_is_replaced_only_when_opted_in() {
+    let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+    let client = client(&sandbox);
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr().await;
+    let url = format!("http://{addr}/hooks/unknown");
+    let key = TargetKey::from_url(&url).unwrap();
+    // Another tool made a webhook on this target, and kept its secret.
+    let (stop, task) = foreign_receiver(addr).await;
+    let filter = asana_webhooks::types::WebhookFilter::new("task", "changed");
+    let foreign = client
+        .create_webhook(seed::TASK, &url)
+        .filter(filter.clone())
+        .send()
+        .await
+        .unwrap()
+        .webhook
+        .gid
+        .unwrap();
+    let _ = stop.send(());
+    task.await.unwrap();
+
+    let store = FileSecretStore::open(dir.path().join("secrets.json"))
+        .await
+        .unwrap();
+    let inbox = FileInbox::open(dir.path().join("inbox")).await.unwrap();
+    let listening = listen(addr, store.clone(), inbox.clone()).await;
+
+    // By default it is reported, never touched.
+    let watch = Watch::new(
+        client.clone(),
+        seed::WORKSPACE,
+        store.clone(),
+        vec![key.clone()],
+    )
+    .inbox(inbox.clone());
+    let (report, repairs) = watch.check_and_repair().await.unwrap();
+    assert_eq!(report.webhooks[0].gid, foreign);
+    assert_eq!(report.webhooks[0].state, HealthState::UnknownSecret);
+    assert!(repairs.is_empty(), "{repairs:?}");
+    assert!(client.get_webhook(&foreign).send().await.is_ok());
+
+    // Opted in: deleted, created again through this receiver's handshake
+    // with the same filters, and its events verify here.
+    let watch = watch.replace_unknown_secrets(true);
+    let (_, repairs) = watch.check_and_repair().await.unwrap();
+    let [
+        (
+            _,
+            Ok(RepairOutcome::Recreated {
+                old_gid,
+                new_gid,
+                gap,
+            }),
+        ),
+    ] = &repairs[..]
+    else {
+        panic!("one replacement: {repairs:?}");
+    };
+    assert_eq!(old_gid, &foreign);
+    assert!(
+        client.get_webhook(&foreign).send().await.is_err(),
+        "deleted"
+    );
+    let made = client
+        .get_webhook(new_gid)
+        .opt_fields([
+            asana_webhooks::types::WebhookOptField::Filters,
+            asana_webhooks::types::WebhookOptField::Target,
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.filters, [filter]);
+    assert_eq!(made.target.as_deref(), Some(url.as_str()));
+    assert!(matches!(gap.cause, GapCause::UnknownSecretReplaced { .. }));
+    assert_eq!(store.gaps().await.unwrap(), std::slice::from_ref(gap));
+    let (report, repairs) = watch.check_and_repair().await.unwrap();
+    assert!(repairs.is_empty(), "{repairs:?}");
+    assert_eq!(report.webhooks.len(), 1);
+    assert_eq!(report.webhooks[0].state, HealthState::Healthy);
+    sandbox.emit(changed()).unwrap();
+    assert_eq!(next_event(&inbox).await.resource.gid, seed::TASK);
+    listening.stop().await;
+}

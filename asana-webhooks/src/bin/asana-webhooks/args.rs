@@ -193,6 +193,16 @@ pub struct Listen {
     /// stderr. 0 turns the watch off.
     #[arg(long, default_value_t = 300)]
     pub watch_interval_seconds: u64,
+    /// Only report a webhook that Asana deleted; by default the watch
+    /// creates it again through the handshake (as it was created) and
+    /// records the gap in the secret store.
+    #[arg(long)]
+    pub no_repair: bool,
+    /// Delete and create again, through the handshake, a webhook on the
+    /// target whose secret is not stored (its deliveries can never verify).
+    /// Off by default: it deletes a webhook someone may have made on purpose.
+    #[arg(long)]
+    pub replace_unknown_secrets: bool,
     /// How long to wait for Asana's answer to each createWebhook (with
     /// --resource). A create still unanswered then goes on in the
     /// background for two minutes while the listener keeps listening: a

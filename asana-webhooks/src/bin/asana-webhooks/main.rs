@@ -351,7 +351,9 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
                 vec![key],
             )
             .inbox(inbox.clone())
-            .interval(Duration::from_secs(args.watch_interval_seconds));
+            .interval(Duration::from_secs(args.watch_interval_seconds))
+            .repair(!args.no_repair)
+            .replace_unknown_secrets(args.replace_unknown_secrets);
             Some(watch.spawn())
         }
         _ => None,
