@@ -146,6 +146,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod auth;
+#[cfg(feature = "receiver")]
+#[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
+pub mod catchup;
 mod client;
 mod error;
 pub mod event;

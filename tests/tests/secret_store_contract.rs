@@ -477,13 +477,15 @@ async fn a_sync_token_is_kept_per_resource_and_replaced<B: Backend>() {
     let store = backend.store();
     assert_eq!(store.sync_token("42").await.unwrap(), None);
     let before = chrono::Utc::now() - chrono::Duration::seconds(5);
-    store.save_sync_token("42", "first").await.unwrap();
-    store.save_sync_token("43", "other").await.unwrap();
-    store.save_sync_token("42", "second").await.unwrap();
+    let since = chrono::DateTime::from_timestamp_millis(1_780_000_000_123).unwrap();
+    store.save_sync_token("42", "first", before).await.unwrap();
+    store.save_sync_token("43", "other", before).await.unwrap();
+    store.save_sync_token("42", "second", since).await.unwrap();
     let other = other_instance(&backend).await;
     let token = other.sync_token("42").await.unwrap().unwrap();
     assert_eq!(token.token, "second");
     assert!(token.saved_at > before);
+    assert_eq!(token.stream_since, since, "to the millisecond");
     assert_eq!(
         other.sync_token("43").await.unwrap().unwrap().token,
         "other"

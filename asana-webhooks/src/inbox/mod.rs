@@ -191,6 +191,21 @@ impl VerifiedDelivery {
         })
     }
 
+    /// Events the Events API returned for `resource` (placeholder until the
+    /// inbox keeps sources).
+    pub fn from_events_api(
+        target: TargetKey,
+        resource: impl Into<String>,
+        events: Vec<Box<RawValue>>,
+    ) -> Self {
+        let _ = resource.into();
+        Self {
+            target,
+            webhook_gid: None,
+            events,
+        }
+    }
+
     /// A heartbeat: no events.
     pub fn is_heartbeat(&self) -> bool {
         self.events.is_empty()

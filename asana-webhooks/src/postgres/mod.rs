@@ -595,7 +595,8 @@ CREATE TABLE asana_webhooks_leases (
 CREATE TABLE asana_webhooks_sync_tokens (
     resource text PRIMARY KEY,
     token text NOT NULL,
-    saved_at timestamptz NOT NULL DEFAULT now()
+    saved_at timestamptz NOT NULL DEFAULT now(),
+    stream_since timestamptz NOT NULL
 );
 "#
     };

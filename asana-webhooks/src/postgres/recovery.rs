@@ -109,7 +109,8 @@ impl RecoveryStore for PostgresSecretStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT token, (extract(epoch from saved_at) * 1000)::bigint
+                "SELECT token, (extract(epoch from saved_at) * 1000)::bigint,
+                        (extract(epoch from stream_since) * 1000)::bigint
                  FROM asana_webhooks_sync_tokens WHERE resource = $1",
                 &[&resource],
             )
@@ -118,16 +119,24 @@ impl RecoveryStore for PostgresSecretStore {
         Ok(row.map(|row| SyncToken {
             token: row.get(0),
             saved_at: millis(row.get(1)),
+            stream_since: millis(row.get(2)),
         }))
     }
 
-    async fn save_sync_token(&self, resource: &str, token: &str) -> Result<(), StoreError> {
+    async fn save_sync_token(
+        &self,
+        resource: &str,
+        token: &str,
+        stream_since: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO asana_webhooks_sync_tokens (resource, token) VALUES ($1, $2)
-                 ON CONFLICT (resource) DO UPDATE SET token = excluded.token, saved_at = now()",
-                &[&resource, &token],
+                "INSERT INTO asana_webhooks_sync_tokens (resource, token, stream_since)
+                 VALUES ($1, $2, to_timestamp($3::double precision / 1000))
+                 ON CONFLICT (resource) DO UPDATE
+                 SET token = excluded.token, saved_at = now(), stream_since = excluded.stream_since",
+                &[&resource, &token, &(stream_since.timestamp_millis() as f64)],
             )
             .await
             .map_err(backend)?;

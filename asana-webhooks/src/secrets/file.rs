@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
@@ -443,10 +443,18 @@ impl RecoveryStore for FileSecretStore {
             .with(|s| s.recovery.sync_tokens.get(resource).cloned()))
     }
 
-    async fn save_sync_token(&self, resource: &str, token: &str) -> Result<(), StoreError> {
+    async fn save_sync_token(
+        &self,
+        resource: &str,
+        token: &str,
+        stream_since: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (resource, token) = (resource.to_string(), token.to_string());
-        self.change(move |s| s.recovery.save_sync_token(&resource, &token, Utc::now()))
-            .await
+        self.change(move |s| {
+            s.recovery
+                .save_sync_token(&resource, &token, stream_since, Utc::now())
+        })
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::registry::Registry;
 use super::{
@@ -125,8 +125,16 @@ impl RecoveryStore for MemorySecretStore {
         Ok(self.with(|s| s.recovery.sync_tokens.get(resource).cloned()))
     }
 
-    async fn save_sync_token(&self, resource: &str, token: &str) -> Result<(), StoreError> {
-        self.with(|s| s.recovery.save_sync_token(resource, token, Utc::now()));
+    async fn save_sync_token(
+        &self,
+        resource: &str,
+        token: &str,
+        stream_since: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.recovery
+                .save_sync_token(resource, token, stream_since, Utc::now())
+        });
         Ok(())
     }
 }

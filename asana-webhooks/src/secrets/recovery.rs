@@ -113,10 +113,14 @@ impl Gap {
 /// An Events API sync token and when it was saved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncToken {
-    /// The token (opaque; not a secret, but never printed whole).
+    /// The token (opaque).
     pub token: String,
     /// When it was saved (this machine's clock).
     pub saved_at: DateTime<Utc>,
+    /// When the unbroken stream it continues began (the first token, or
+    /// the fresh one after an expired token): every event of the resource
+    /// since then was read through it.
+    pub stream_since: DateTime<Utc>,
 }
 
 /// Storage for gaps, leases and sync tokens, beside the secrets.
@@ -163,12 +167,14 @@ pub trait RecoveryStore: Clone + Send + Sync + 'static {
         resource: &str,
     ) -> impl Future<Output = Result<Option<SyncToken>, StoreError>> + Send;
 
-    /// Saves `token` for `resource`, replacing the previous one. Durable
-    /// stores return once it is durable.
+    /// Saves `token` for `resource`, continuing the stream that began at
+    /// `stream_since`, replacing the previous one. Durable stores return
+    /// once it is durable.
     fn save_sync_token(
         &self,
         resource: &str,
         token: &str,
+        stream_since: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -254,12 +260,19 @@ impl RecoveryBook {
         false
     }
 
-    pub(crate) fn save_sync_token(&mut self, resource: &str, token: &str, now: DateTime<Utc>) {
+    pub(crate) fn save_sync_token(
+        &mut self,
+        resource: &str,
+        token: &str,
+        stream_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
         self.sync_tokens.insert(
             resource.to_string(),
             SyncToken {
                 token: token.to_string(),
                 saved_at: now,
+                stream_since,
             },
         );
     }
