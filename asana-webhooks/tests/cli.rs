@@ -1174,3 +1174,80 @@ fn status_reports_each_webhooks_health_and_what_to_do() {
     assert!(logged.contains("state=gone"), "{logged}");
     assert!(logged.contains("re-create it"), "{logged}");
 }
+
+#[test]
+fn events_prints_a_resources_events_from_a_token_and_reports_an_expired_one_as_a_gap() {
+    let (_sandbox, base_url) = sandbox();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let token_of = |stderr: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("sync: "))
+            .unwrap_or_else(|| panic!("no token in {stderr}"))
+            .to_string()
+    };
+    // Without a token the stream starts now: nothing printed, a token.
+    let (code, out, err) = run(&["events", "--resource", TASK], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out, "", "nothing before the stream began");
+    let first = token_of(&err);
+
+    for field in ["due_on", "name", "notes"] {
+        let (code, out, err) = run(
+            &[
+                "trigger",
+                "--resource",
+                TASK,
+                "--action",
+                "changed",
+                "--field",
+                field,
+            ],
+            &env,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = run(
+        &["events", "--resource", TASK, "--since-token", &first],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fields: Vec<&str> = events
+        .iter()
+        .map(|e| e["change"]["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["due_on", "name", "notes"],
+        "in order, as JSON lines"
+    );
+    assert_eq!(events[0]["resource"]["gid"], TASK);
+    let next = token_of(&err);
+    assert_ne!(next, first);
+    // From the token printed: nothing new.
+    let (code, out, err) = run(
+        &["events", "--resource", TASK, "--since-token", &next],
+        &env,
+    );
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+
+    // A token Asana no longer accepts: a gap on stderr, exit code 5.
+    let (code, out, err) = run(
+        &["events", "--resource", TASK, "--since-token", "not-a-token"],
+        &env,
+    );
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(err.contains("gap:"), "{err}");
+    assert!(!token_of(&err).is_empty());
+    // A resource the Events API cannot follow: Asana's error, exit code 1.
+    let (code, _, err) = run(&["events", "--resource", WORKSPACE], &env);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("task, project or goal"), "{err}");
+}

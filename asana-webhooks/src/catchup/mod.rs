@@ -316,12 +316,30 @@ impl CatchUpHandle {
         self.asks.try_send(resource.into()).is_ok()
     }
 
+    /// A handle that asks for catch-ups ([`CatchUpAsker::now`]) from
+    /// another task, without keeping the catch-up running.
+    pub fn asker(&self) -> CatchUpAsker {
+        CatchUpAsker(self.asks.clone())
+    }
+
     /// The resources found that the Events API cannot follow.
     pub fn not_followable(&self) -> BTreeSet<String> {
         self.unfollowable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Asks a running catch-up for a resource at once (see
+/// [`CatchUpHandle::asker`]).
+#[derive(Debug, Clone)]
+pub struct CatchUpAsker(mpsc::Sender<String>);
+
+impl CatchUpAsker {
+    /// Like [`CatchUpHandle::now`].
+    pub fn now(&self, resource: impl Into<String>) -> bool {
+        self.0.try_send(resource.into()).is_ok()
     }
 }
 

@@ -110,6 +110,19 @@ pub enum Command {
         /// The webhook gid.
         gid: String,
     },
+    /// Print a resource's events from Asana's Events API, one JSON line
+    /// each (as Asana sent it), then the next sync token on stderr
+    /// (`sync: TOKEN`) to continue from. Without --since-token the stream
+    /// starts now and nothing is printed; an expired token is reported on
+    /// stderr as a gap (exit code 5) with the fresh token.
+    Events {
+        /// The task, project or goal gid.
+        #[arg(long)]
+        resource: String,
+        /// The sync token a previous run printed.
+        #[arg(long, value_name = "TOKEN")]
+        since_token: Option<String>,
+    },
     /// Receive deliveries: commit each verified one to the inbox, answer
     /// 200, print one JSON line per event (the event exactly as Asana sent
     /// it, under "event") and acknowledge it once printed. Stops within
@@ -203,6 +216,14 @@ pub struct Listen {
     /// Off by default: it deletes a webhook someone may have made on purpose.
     #[arg(long)]
     pub replace_unknown_secrets: bool,
+    /// Do not catch up, through Asana's Events API, the events the managed
+    /// webhooks did not deliver.
+    #[arg(long)]
+    pub no_catch_up: bool,
+    /// How often to catch up each managed webhook's resource (needs
+    /// --target); a gap the watch records is caught up at once.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    pub catch_up_interval: u64,
     /// How long to wait for Asana's answer to each createWebhook (with
     /// --resource). A create still unanswered then goes on in the
     /// background for two minutes while the listener keeps listening: a

@@ -1,7 +1,8 @@
 //! `asana-webhooks`: manage and receive Asana webhooks from the shell.
 //!
 //! Exit codes: 0 success, 1 Asana answered an error, 2 bad usage,
-//! 3 Asana could not be reached, 4 anything else (secret store, I/O).
+//! 3 Asana could not be reached, 4 anything else (secret store, I/O),
+//! 5 `events`: the sync token expired (a gap).
 
 mod args;
 mod print;
@@ -184,6 +185,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             client(&cli)?.delete_webhook(gid).send().await?;
             println!("deleted webhook {gid}");
         }
+        Command::Events {
+            resource,
+            since_token,
+        } => events(&cli, resource, since_token.as_deref()).await?,
         Command::Listen(listen) => self::listen(&cli, listen).await?,
         Command::Inbox(args) => show_inbox(args).await?,
         Command::Sandbox {
@@ -340,8 +345,26 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
         }
     }
 
+    // Catching up what the managed webhooks did not deliver.
+    let catch_up = match &args.target {
+        Some(target) if ready.is_ok() && !args.no_catch_up && args.catch_up_interval > 0 => {
+            let key = TargetKey::from_url(target).map_err(other)?;
+            Some(
+                asana_webhooks::catchup::CatchUp::new(
+                    client(cli)?,
+                    store.clone(),
+                    inbox.clone(),
+                    vec![key],
+                )
+                .interval(Duration::from_secs(args.catch_up_interval))
+                .spawn(),
+            )
+        }
+        _ => None,
+    };
+
     // The health of the webhooks it manages, each change logged to stderr.
-    let _watch = match (&args.target, &args.workspace) {
+    let watch = match (&args.target, &args.workspace) {
         (Some(target), Some(workspace)) if ready.is_ok() && args.watch_interval_seconds > 0 => {
             let key = TargetKey::from_url(target).map_err(other)?;
             let watch = asana_webhooks::watch::Watch::new(
@@ -355,6 +378,21 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
             .repair(!args.no_repair)
             .replace_unknown_secrets(args.replace_unknown_secrets);
             Some(watch.spawn())
+        }
+        _ => None,
+    };
+    // A gap the watch records is caught up at once.
+    let _gaps = match (&watch, &catch_up) {
+        (Some(watch), Some(catch_up)) => {
+            let mut repairs = watch.repairs();
+            let asks = catch_up.asker();
+            Some(tokio::spawn(async move {
+                while let Ok(repair) = repairs.recv().await {
+                    if let asana_webhooks::watch::RepairOutcome::Recreated { gap, .. } = repair {
+                        asks.now(gap.resource);
+                    }
+                }
+            }))
         }
         _ => None,
     };
@@ -401,6 +439,58 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
         Ok(result) => result,
         Err(e) => Err(other(e)),
     }
+}
+
+/// `events`: one JSON line per event since the token, the next token on
+/// stderr.
+async fn events(cli: &Cli, resource: &str, since: Option<&str>) -> Result<(), Failure> {
+    use asana_webhooks::EventsOutcome;
+    use std::io::Write;
+    let client = client(cli)?;
+    let mut token = since.map(str::to_string);
+    let mut stdout = std::io::stdout().lock();
+    // Bounded: a resource with a flood of events is read 100 pages at a
+    // time; the printed token continues.
+    for _ in 0..asana_webhooks::catchup::MAX_PAGES_PER_CATCH_UP {
+        let mut request = client.get_events(resource);
+        if let Some(token) = &token {
+            request = request.sync(token);
+        }
+        match request.send().await? {
+            EventsOutcome::SyncExpired { sync, .. } => {
+                eprintln!("sync: {sync}");
+                return match since {
+                    None => {
+                        eprintln!(
+                            "the stream starts now: run again with --since-token to read what happens from here"
+                        );
+                        Ok(())
+                    }
+                    Some(_) => Err(Failure {
+                        code: 5,
+                        message: format!(
+                            "gap: the Events API no longer accepts the token (tokens last 24 hours at most); the events of resource {resource} from the token's time to {} cannot be read; continue with the fresh token above",
+                            chrono::Utc::now().to_rfc3339()
+                        ),
+                    }),
+                };
+            }
+            EventsOutcome::Page(page) => {
+                for event in &page.events {
+                    writeln!(stdout, "{}", event.raw).map_err(other)?;
+                }
+                stdout.flush().map_err(other)?;
+                token = Some(page.sync);
+                if !page.has_more {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(token) = token {
+        eprintln!("sync: {token}");
+    }
+    Ok(())
 }
 
 /// Creates (or finds) the webhook of each `--resource`, printing a line for
