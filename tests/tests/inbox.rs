@@ -133,8 +133,8 @@ mod contract {
     use std::time::{Duration, Instant};
 
     use asana_webhooks::inbox::{
-        FileInbox, Inbox, InboxError, InboxItem, MemoryInbox, Released, Retries, Selection,
-        VerifiedDelivery, handle_each,
+        EventSource, FileInbox, Inbox, InboxError, InboxItem, MemoryInbox, Released, Retries,
+        Selection, VerifiedDelivery, handle_each,
     };
     use asana_webhooks::postgres::PostgresInbox;
     use asana_webhooks::secrets::TargetKey;
@@ -196,6 +196,8 @@ mod contract {
         VerifiedDelivery {
             target: TargetKey::from_path_and_query("/t"),
             webhook_gid: Some("9".into()),
+            source: EventSource::Webhook,
+            resource: None,
             events: events
                 .iter()
                 .map(|e| RawValue::from_string(e.clone()).unwrap())

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use asana_webhooks::inbox::{Inbox, VerifiedDelivery};
+use asana_webhooks::inbox::{EventSource, Inbox, VerifiedDelivery};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{SecretStore, TargetKey};
@@ -198,6 +198,8 @@ fn delivery(events: &[&str]) -> VerifiedDelivery {
     VerifiedDelivery {
         target: TargetKey::from_path_and_query("/hooks/x"),
         webhook_gid: Some("9".into()),
+        source: EventSource::Webhook,
+        resource: None,
         events: events
             .iter()
             .map(|e| RawValue::from_string(e.to_string()).unwrap())
