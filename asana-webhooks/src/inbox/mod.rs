@@ -64,17 +64,20 @@
 //!   object with a string `action`, `created_at` and `resource.gid`): a
 //!   SHA-256 over the watched resource and the event's
 //!   [`EventIdentity`]. The same event is then recognised from either
-//!   source and in either shape: the identity is the resource's gid, the
-//!   action, `created_at` (as sent), the user's and the parent's gids, the
-//!   change's field and action, and its `new_value`, `added_value` and
-//!   `removed_value` (by gid when they are resources). Every other
+//!   source and in either shape. The identity (whose docs hold the rule)
+//!   is the resource's gid, the action, `created_at` (as sent), the
+//!   user's and the parent's gids, the change's field and action, and its
+//!   `new_value`, `added_value` and `removed_value` (by gid when they are
+//!   resources). Every other
 //!   difference is tolerated: names (`resource.name`, `user.name`,
 //!   `parent.name`, the names of change values), `resource_type`,
 //!   `resource_subtype`, the Events API's `type`, keys Asana may add, key
 //!   order and whitespace, and the webhook, target and source it came
 //!   through. Two events that differ in an identity field are two events;
 //!   the same event for two watched resources (a webhook on a task and one
-//!   on its project) is one event per resource.
+//!   on its project) is one event per resource, while two webhooks on one
+//!   resource feeding one inbox (another target, other filters) share its
+//!   events' keys: each is handed out once, as it first came.
 //! - otherwise (the watched resource unknown, as for records and secrets
 //!   from before it was kept, or an event without an identity): a SHA-256
 //!   over the target, the webhook and the event's canonical JSON (keys
