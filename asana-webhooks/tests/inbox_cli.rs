@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use asana_webhooks::inbox::{FileInbox, Inbox, Released, Retries, VerifiedDelivery};
+use asana_webhooks::inbox::{EventSource, FileInbox, Inbox, Released, Retries, VerifiedDelivery};
 use asana_webhooks::secrets::TargetKey;
 use serde_json::value::RawValue;
 
@@ -41,6 +41,8 @@ async fn the_inbox_command_shows_lists_redrives_and_purges_dead_letters() {
             .append(VerifiedDelivery {
                 target: TargetKey::from_path_and_query("/hooks"),
                 webhook_gid: Some("7".into()),
+                source: EventSource::Webhook,
+                resource: None,
                 events: [r#"{"n":1}"#, r#"{"n":2}"#]
                     .iter()
                     .map(|e| RawValue::from_string(e.to_string()).unwrap())

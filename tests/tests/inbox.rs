@@ -122,6 +122,74 @@ async fn an_inbox_that_cannot_commit_answers_503_and_keeps_nothing() {
     );
 }
 
+/// The receiver keys a delivery by the resource its webhook watches, so
+/// that the Events API's copy of a delivered event, names and all, is
+/// recognised; a webhook whose resource is not known keeps the exact key.
+#[tokio::test]
+async fn a_delivered_event_caught_up_again_is_handed_out_once() {
+    use asana_webhooks::inbox::{EventSource, VerifiedDelivery};
+    use serde_json::value::RawValue;
+
+    let inbox = MemoryInbox::new();
+    let store = MemorySecretStore::new();
+    store
+        .save(
+            StoredSecret::new(
+                TargetKey::from_path_and_query("/in"),
+                "7",
+                HookSecret::new("s"),
+            )
+            .with_resource("1300"),
+        )
+        .await
+        .unwrap();
+    let addr = serve(
+        Receiver::builder(store)
+            .build_with_inbox(inbox.clone())
+            .router(),
+    )
+    .await;
+    let compact = r#"{"user":{"gid":"10","resource_type":"user"},"created_at":"2026-03-17T10:11:06.611Z","action":"added","resource":{"gid":"20","resource_type":"task","resource_subtype":"default_task"},"parent":{"gid":"1300","resource_type":"project"}}"#;
+    let named = r#"{"user":{"gid":"10","resource_type":"user","name":"Ada"},"created_at":"2026-03-17T10:11:06.611Z","action":"added","resource":{"gid":"20","resource_type":"task","resource_subtype":"default_task","name":"Ship it"},"parent":{"gid":"1300","resource_type":"project","name":"Roadmap"},"type":"task"}"#;
+    let url = format!("http://{addr}/in");
+    let body = format!(r#"{{"events":[{compact}]}}"#);
+    assert_eq!(post(&url, &body).await.status().as_u16(), 200);
+    let caught_up = VerifiedDelivery::from_events_api(
+        TargetKey::from_path_and_query("/in"),
+        "1300",
+        vec![RawValue::from_string(named.to_string()).unwrap()],
+    );
+    let appended = inbox.append(caught_up).await.unwrap();
+    assert_eq!((appended.added, appended.duplicates), (0, 1));
+    let item = inbox.next().await.unwrap();
+    assert_eq!(
+        (
+            item.source(),
+            item.resource(),
+            item.webhook_gid(),
+            item.raw()
+        ),
+        (EventSource::Webhook, Some("1300"), Some("7"), compact)
+    );
+    assert_eq!(inbox.stats().await.unwrap().waiting, 0);
+
+    // Without the resource (a secret stored without it) only an exact
+    // repeat is recognised.
+    let other = MemoryInbox::new();
+    let url = receiver_with(other.clone()).await;
+    assert_eq!(post(&url, &body).await.status().as_u16(), 200);
+    let appended = other
+        .append(VerifiedDelivery::from_events_api(
+            TargetKey::from_path_and_query("/in"),
+            "1300",
+            vec![RawValue::from_string(named.to_string()).unwrap()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((appended.added, appended.duplicates), (1, 0));
+    assert_eq!(other.next().await.unwrap().resource(), None);
+}
+
 /// The inbox contract, written once and run against every backend: a
 /// failing event retried with backoff and then dead-lettered without
 /// holding up the others, attempts that survive a reopen, leases that a
@@ -133,8 +201,8 @@ mod contract {
     use std::time::{Duration, Instant};
 
     use asana_webhooks::inbox::{
-        FileInbox, Inbox, InboxError, InboxItem, MemoryInbox, Released, Retries, Selection,
-        VerifiedDelivery, handle_each,
+        Appended, EventSource, FileInbox, Inbox, InboxError, InboxItem, MemoryInbox, Released,
+        Retries, Selection, VerifiedDelivery, handle_each,
     };
     use asana_webhooks::postgres::PostgresInbox;
     use asana_webhooks::secrets::TargetKey;
@@ -196,6 +264,8 @@ mod contract {
         VerifiedDelivery {
             target: TargetKey::from_path_and_query("/t"),
             webhook_gid: Some("9".into()),
+            source: EventSource::Webhook,
+            resource: None,
             events: events
                 .iter()
                 .map(|e| RawValue::from_string(e.clone()).unwrap())
@@ -520,6 +590,237 @@ mod contract {
             consuming <= appending * 4 + Duration::from_millis(250),
             "taking and acknowledging {events} events took {consuming:?}, committing them {appending:?}"
         );
+    }
+
+    /// The project both webhooks' and the Events API's events belong to,
+    /// and the task that changes in it.
+    const PROJECT: &str = "1202000000000001";
+    const TASK: &str = "1202000000000002";
+
+    /// An assignee change as a webhook delivers it: compact (`resource`
+    /// without a name, `new_value` as `{gid, resource_type}`).
+    fn compact(created_at: &str, assignee: &str) -> String {
+        format!(
+            r#"{{"user":{{"gid":"1201","resource_type":"user"}},"created_at":"{created_at}","action":"changed","resource":{{"gid":"{TASK}","resource_type":"task","resource_subtype":"default_task"}},"parent":null,"change":{{"field":"assignee","action":"changed","new_value":{{"gid":"{assignee}","resource_type":"user"}}}}}}"#
+        )
+    }
+
+    /// The same change as the Events API returns it: names, the
+    /// deprecated `type`, keys in another order.
+    fn named(created_at: &str, assignee: &str) -> String {
+        format!(
+            r#"{{"type":"task","action":"changed","created_at":"{created_at}","change":{{"action":"changed","field":"assignee","new_value":{{"gid":"{assignee}","name":"Grace Hopper","resource_type":"user"}}}},"parent":null,"resource":{{"gid":"{TASK}","name":"Ship the release","resource_subtype":"default_task","resource_type":"task"}},"user":{{"gid":"1201","name":"Ada Lovelace","resource_type":"user"}}}}"#
+        )
+    }
+
+    const T1: &str = "2026-03-17T10:11:06.611Z";
+    const T2: &str = "2026-03-17T10:11:06.612Z";
+
+    /// A webhook delivery of `events` by webhook `gid`, watching `resource`.
+    fn delivered(gid: &str, resource: &str, events: &[String]) -> VerifiedDelivery {
+        let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+        VerifiedDelivery::from_body(
+            TargetKey::from_path_and_query("/t"),
+            Some(gid.into()),
+            body.as_bytes(),
+        )
+        .unwrap()
+        .with_resource(resource)
+    }
+
+    /// What the Events API returned for `resource`.
+    fn fetched(resource: &str, events: &[String]) -> VerifiedDelivery {
+        VerifiedDelivery::from_events_api(
+            TargetKey::from_path_and_query("/t"),
+            resource,
+            events
+                .iter()
+                .map(|e| RawValue::from_string(e.clone()).unwrap())
+                .collect(),
+        )
+    }
+
+    fn appended(added: usize, duplicates: usize) -> Appended {
+        Appended { added, duplicates }
+    }
+
+    /// An item as the app sees it: its source, resource, webhook and JSON.
+    fn seen(item: &InboxItem) -> (EventSource, Option<String>, Option<String>, String) {
+        (
+            item.source(),
+            item.resource().map(str::to_string),
+            item.webhook_gid().map(str::to_string),
+            item.raw().to_string(),
+        )
+    }
+
+    /// One inbox fed by a project's webhook and by the Events API on the
+    /// project: an event that arrives both ways, in either order and
+    /// either shape, is handed out once (the first copy, with its source)
+    /// and the other counted as a duplicate; events that differ in an
+    /// identity field are all handed out; the same event for another
+    /// watched resource (a webhook on the task) is handed out again. The
+    /// source and resource survive a reopen, and go with a dead letter.
+    async fn one_event_from_two_sources_is_handed_out_once<B: Backend>(backend: B, durable: bool) {
+        let retries = Retries::default().with_max_attempts(1);
+        let mut inbox = backend.open(Duration::from_secs(30), retries).await;
+        // Delivered by the webhook first, then caught up with the events
+        // around it: one is new in created_at, one in the assignee.
+        assert_eq!(
+            inbox
+                .append(delivered("9", PROJECT, &[compact(T1, "1203")]))
+                .await
+                .unwrap(),
+            appended(1, 0)
+        );
+        let caught_up = [named(T1, "1203"), named(T2, "1203"), named(T1, "1204")];
+        assert_eq!(
+            inbox.append(fetched(PROJECT, &caught_up)).await.unwrap(),
+            appended(2, 1),
+            "the delivered event is recognised in its named shape"
+        );
+        // Caught up first, then delivered (Asana's delivery came late).
+        assert_eq!(
+            inbox
+                .append(delivered("9", PROJECT, &[compact(T2, "1203")]))
+                .await
+                .unwrap(),
+            appended(0, 1),
+            "the caught-up event is recognised in its compact shape"
+        );
+        // A webhook on the task itself: the same change is its event too.
+        assert_eq!(
+            inbox
+                .append(delivered("10", TASK, &[compact(T1, "1203")]))
+                .await
+                .unwrap(),
+            appended(1, 0),
+            "one event per watched resource"
+        );
+        assert_eq!(
+            inbox
+                .append(fetched(TASK, &[named(T1, "1203")]))
+                .await
+                .unwrap(),
+            appended(0, 1)
+        );
+        let stats = inbox.stats().await.unwrap();
+        assert_eq!((stats.waiting, stats.duplicates_dropped), (4, 3));
+
+        if durable {
+            inbox.close();
+            inbox = backend.open(Duration::from_secs(30), retries).await;
+        }
+        let mut items = Vec::new();
+        for _ in 0..4 {
+            items.push(next(&inbox).await);
+        }
+        let webhook = |gid: &str, resource: &str, raw: String| {
+            (
+                EventSource::Webhook,
+                Some(resource.to_string()),
+                Some(gid.to_string()),
+                raw,
+            )
+        };
+        let events_api = |resource: &str, raw: String| {
+            (
+                EventSource::EventsApi,
+                Some(resource.to_string()),
+                None,
+                raw,
+            )
+        };
+        assert_eq!(
+            items.iter().map(seen).collect::<Vec<_>>(),
+            [
+                webhook("9", PROJECT, compact(T1, "1203")),
+                events_api(PROJECT, named(T2, "1203")),
+                events_api(PROJECT, named(T1, "1204")),
+                webhook("10", TASK, compact(T1, "1203")),
+            ],
+            "each event once, as it first came, with its source and resource"
+        );
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), inbox.next())
+                .await
+                .is_err(),
+            "and nothing else"
+        );
+
+        // A caught-up event that fails keeps its source in the dead letters.
+        let mut items = items.into_iter();
+        let first = items.next().unwrap();
+        let failing = items.next().unwrap();
+        assert_eq!(
+            failing.release("no such assignee").await.unwrap(),
+            Released::DeadLettered
+        );
+        first.ack().await.unwrap();
+        for item in items {
+            item.ack().await.unwrap();
+        }
+        if durable {
+            inbox.close();
+            inbox = backend.open(Duration::from_secs(30), retries).await;
+        }
+        let dead = inbox.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (
+                dead[0].source,
+                dead[0].resource.as_deref(),
+                dead[0].webhook_gid.as_deref(),
+                dead[0].raw.clone()
+            ),
+            (
+                EventSource::EventsApi,
+                Some(PROJECT),
+                None,
+                named(T2, "1203")
+            )
+        );
+        // Re-driven, it is handed out with them again.
+        assert_eq!(inbox.redrive_dead_letters(Selection::All).await.unwrap(), 1);
+        let redriven = next(&inbox).await;
+        assert_eq!(seen(&redriven), events_api(PROJECT, named(T2, "1203")));
+        redriven.ack().await.unwrap();
+        // Acknowledged or not, a repeat from either source is a repeat.
+        assert_eq!(
+            inbox
+                .append(delivered(
+                    "9",
+                    PROJECT,
+                    &[compact(T1, "1204"), compact(T2, "1203")]
+                ))
+                .await
+                .unwrap(),
+            appended(0, 2)
+        );
+        assert_eq!(
+            inbox
+                .append(fetched(PROJECT, &[named(T1, "1203")]))
+                .await
+                .unwrap(),
+            appended(0, 1)
+        );
+        assert_eq!(inbox.stats().await.unwrap().duplicates_dropped, 6);
+        inbox.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_event_from_two_sources_is_handed_out_once_memory() {
+        one_event_from_two_sources_is_handed_out_once(Memory, false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_event_from_two_sources_is_handed_out_once_file() {
+        one_event_from_two_sources_is_handed_out_once(File::new(), true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_event_from_two_sources_is_handed_out_once_postgres() {
+        one_event_from_two_sources_is_handed_out_once(Pg::new(), true).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

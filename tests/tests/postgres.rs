@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use asana_webhooks::inbox::{Inbox, VerifiedDelivery};
+use asana_webhooks::inbox::{EventSource, Inbox, VerifiedDelivery};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{SecretStore, TargetKey};
@@ -198,6 +198,8 @@ fn delivery(events: &[&str]) -> VerifiedDelivery {
     VerifiedDelivery {
         target: TargetKey::from_path_and_query("/hooks/x"),
         webhook_gid: Some("9".into()),
+        source: EventSource::Webhook,
+        resource: None,
         events: events
             .iter()
             .map(|e| RawValue::from_string(e.to_string()).unwrap())
@@ -416,6 +418,69 @@ async fn a_full_database_inbox_refuses_and_migrations_are_idempotent() {
             .secret
             .expose(),
         "s"
+    );
+}
+
+/// A database at schema version 6 with an event waiting and a dead
+/// letter, migrated to version 7: both load as a webhook's, of no known
+/// resource, and new events keep their source and resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_before_version_7_load_as_webhook_events() {
+    let db = Postgres::start();
+    let pool = postgres::connect(&db.url()).await.unwrap();
+    let schema = postgres::schema();
+    let version_7 = schema
+        .find("ALTER TABLE asana_webhooks_inbox\n    ADD COLUMN source")
+        .expect("version 7 adds the source");
+    let client = pool.get().await.unwrap();
+    client.batch_execute(&schema[..version_7]).await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE asana_webhooks_schema (version integer NOT NULL);
+             INSERT INTO asana_webhooks_schema (version) SELECT generate_series(1, 6);
+             INSERT INTO asana_webhooks_inbox (target, webhook_gid, event)
+                 VALUES ('/hooks/x', '9', '{\"n\":1}');
+             INSERT INTO asana_webhooks_dead_letters
+                 (id, target, webhook_gid, received_at, event, attempts, last_error)
+                 VALUES (1000, '/hooks/x', '9', now(), '{\"n\":2}', 3, 'x');",
+        )
+        .await
+        .unwrap();
+    assert_eq!(postgres::migrate(&pool).await.unwrap(), 7);
+    assert_eq!(postgres::SCHEMA_VERSION, 7);
+    let inbox = PostgresInbox::new(pool, &db.url()).unwrap();
+    let item = inbox.next().await.unwrap();
+    assert_eq!(
+        (
+            item.raw(),
+            item.source(),
+            item.resource(),
+            item.webhook_gid()
+        ),
+        (r#"{"n":1}"#, EventSource::Webhook, None, Some("9"))
+    );
+    item.ack().await.unwrap();
+    let dead = inbox.dead_letters().await.unwrap();
+    assert_eq!(
+        (
+            dead[0].raw.as_str(),
+            dead[0].source,
+            dead[0].resource.as_deref()
+        ),
+        (r#"{"n":2}"#, EventSource::Webhook, None)
+    );
+    inbox
+        .append(VerifiedDelivery::from_events_api(
+            TargetKey::from_path_and_query("/hooks/x"),
+            "1300",
+            vec![RawValue::from_string(r#"{"n":3}"#.into()).unwrap()],
+        ))
+        .await
+        .unwrap();
+    let item = inbox.next().await.unwrap();
+    assert_eq!(
+        (item.source(), item.resource(), item.webhook_gid()),
+        (EventSource::EventsApi, Some("1300"), None)
     );
 }
 

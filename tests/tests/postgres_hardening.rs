@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use asana_webhooks::HookSecret;
-use asana_webhooks::inbox::{Inbox, VerifiedDelivery};
+use asana_webhooks::inbox::{EventSource, Inbox, VerifiedDelivery};
 use asana_webhooks::postgres::{self, PostgresInbox, PostgresSecretStore};
 use asana_webhooks::receiver::Receiver;
 use asana_webhooks::secrets::{
@@ -30,6 +30,8 @@ fn delivery(target: &str, events: &[&str]) -> VerifiedDelivery {
     VerifiedDelivery {
         target: key(target),
         webhook_gid: Some("9".into()),
+        source: EventSource::Webhook,
+        resource: None,
         events: events
             .iter()
             .map(|e| RawValue::from_string(e.to_string()).unwrap())

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::{
     Acknowledge, Appended, BoxFuture, DEDUPE_HORIZON, DeadLetter, InboxError, InboxItem,
-    InboxStats, Released, Retries, Selection, StoredEvent, VerifiedDelivery, dedupe_key, now_ms,
+    InboxStats, Released, Retries, Selection, StoredEvent, VerifiedDelivery, now_ms,
 };
 use crate::secrets::TargetKey;
 
@@ -348,11 +348,7 @@ impl Engine {
         if self.shared.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);
         }
-        let keys = delivery
-            .events
-            .iter()
-            .map(|e| dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), e))
-            .collect();
+        let keys = delivery.keys().collect();
         let (tx, rx) = oneshot::channel();
         self.shared.send(Op::Append(delivery, keys, tx))?;
         rx.await.map_err(|_| InboxError::Closed)?
@@ -730,7 +726,7 @@ impl Writer {
                     let mut appended = Appended::default();
                     let mut events = Vec::new();
                     let mut new_keys = Vec::new();
-                    for (event, key) in delivery.events.into_iter().zip(keys) {
+                    for (event, key) in delivery.into_stored(now).zip(keys) {
                         if self.seen.contains_key(&key)
                             || keys_in_batch.contains(&key)
                             || new_keys.contains(&key)
@@ -739,13 +735,7 @@ impl Writer {
                             continue;
                         }
                         new_keys.push(key);
-                        events.push(StoredEvent {
-                            id: 0,
-                            target: delivery.target.clone(),
-                            webhook_gid: delivery.webhook_gid.clone(),
-                            received_at_ms: now,
-                            event,
-                        });
+                        events.push(event);
                     }
                     let size: u64 = events.iter().map(StoredEvent::size).sum();
                     if size > 0 && bytes + size > shared.max_bytes {
@@ -1062,6 +1052,8 @@ pub(crate) mod tests {
         VerifiedDelivery {
             target: TargetKey::from_path_and_query("/t"),
             webhook_gid: Some("1".into()),
+            source: super::super::EventSource::Webhook,
+            resource: None,
             events: events
                 .iter()
                 .map(|e| RawValue::from_string(e.to_string()).unwrap())

@@ -592,6 +592,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_from_before_sources_load_as_webhook_events_of_no_known_resource() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.redb");
+        {
+            // An event and a dead letter as an earlier build wrote them.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let old = format!(
+                    r#"{{"id":0,"target":"/t","webhook_gid":"1","received_at_ms":1700000000000,"event":{A}}}"#
+                );
+                let mut events = txn.open_table(EVENTS).unwrap();
+                events.insert(0, old.as_bytes()).unwrap();
+                let buried = format!(
+                    r#"{{"event":{{"id":1,"target":"/t","webhook_gid":"1","received_at_ms":1700000000000,"event":{B}}},"attempts":3,"last_error":"x","dead_at_ms":1700000000001}}"#
+                );
+                let mut dead = txn.open_table(DEAD_LETTERS).unwrap();
+                dead.insert(1, buried.as_bytes()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let inbox = FileInbox::open(&path).await.unwrap();
+        let item = next(&inbox).await;
+        assert_eq!(item.raw(), A);
+        assert_eq!(
+            (item.source(), item.resource(), item.webhook_gid()),
+            (super::super::EventSource::Webhook, None, Some("1"))
+        );
+        let dead = inbox.dead_letters().await.unwrap();
+        assert_eq!(
+            (
+                dead[0].raw.as_str(),
+                dead[0].source,
+                dead[0].resource.as_deref()
+            ),
+            (B, super::super::EventSource::Webhook, None)
+        );
+        // New ids follow the old ones.
+        let appended = inbox
+            .append(super::super::VerifiedDelivery::from_events_api(
+                TargetKey::from_path_and_query("/t"),
+                "1300",
+                vec![serde_json::value::RawValue::from_string(A.replace("00Z", "09Z")).unwrap()],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(appended.added, 1);
+        item.ack().await.unwrap();
+        let fetched = next(&inbox).await;
+        assert_eq!(fetched.id(), 2);
+        assert_eq!(
+            (fetched.source(), fetched.resource()),
+            (super::super::EventSource::EventsApi, Some("1300"))
+        );
+    }
+
+    #[tokio::test]
     async fn a_second_process_gets_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.redb");

@@ -41,11 +41,50 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A retried delivery can repeat events that were already committed: each
-//! event gets a key (its target, its webhook and a SHA-256 of its
-//! canonical JSON) and a repeat within Asana's 24-hour retry horizon is
-//! dropped and counted ([`InboxStats::duplicates_dropped`]). Heartbeats
-//! are recorded per webhook ([`InboxStats::last_heartbeats`]), not queued.
+//! # One inbox, two sources, each event once
+//!
+//! Events reach an inbox from two **sources** ([`EventSource`]): webhook
+//! deliveries, which the receiver appends, and the Events API
+//! (`GET /events`), through which missed events are caught up
+//! ([`VerifiedDelivery::from_events_api`]). Each stored event keeps its
+//! source and the **watched resource** it belongs to (the resource of the
+//! webhook that delivered it, or the resource whose events were fetched):
+//! [`InboxItem::source`], [`InboxItem::resource`], and the same on
+//! [`DeadLetter`].
+//!
+//! The same event can arrive more than once: a retried delivery repeats
+//! events already committed, and the Events API returns events a webhook
+//! delivered too. Each event gets a **dedupe key**, and an event whose key
+//! was committed within [`DEDUPE_HORIZON`] (24 hours: Asana retries a
+//! delivery for 24 hours, and its Events API keeps events for 24 hours) is
+//! dropped and counted ([`Appended::duplicates`],
+//! [`InboxStats::duplicates_dropped`]), acknowledged or not. The key is:
+//!
+//! - when the watched resource is known and the event has an identity (an
+//!   object with a string `action`, `created_at` and `resource.gid`): a
+//!   SHA-256 over the watched resource and the event's
+//!   [`EventIdentity`]. The same event is then recognised from either
+//!   source and in either shape. The identity (whose docs hold the rule)
+//!   is the resource's gid, the action, `created_at` (as sent), the
+//!   user's and the parent's gids, the change's field and action, and its
+//!   `new_value`, `added_value` and `removed_value` (by gid when they are
+//!   resources). Every other
+//!   difference is tolerated: names (`resource.name`, `user.name`,
+//!   `parent.name`, the names of change values), `resource_type`,
+//!   `resource_subtype`, the Events API's `type`, keys Asana may add, key
+//!   order and whitespace, and the webhook, target and source it came
+//!   through. Two events that differ in an identity field are two events;
+//!   the same event for two watched resources (a webhook on a task and one
+//!   on its project) is one event per resource, while two webhooks on one
+//!   resource feeding one inbox (another target, other filters) share its
+//!   events' keys: each is handed out once, as it first came.
+//! - otherwise (the watched resource unknown, as for records and secrets
+//!   from before it was kept, or an event without an identity): a SHA-256
+//!   over the target, the webhook and the event's canonical JSON (keys
+//!   sorted, no whitespace), which recognises an exact repeat only.
+//!
+//! Heartbeats are recorded per webhook ([`InboxStats::last_heartbeats`]),
+//! not queued.
 //!
 //! Concurrent deliveries share commits (group commit): while one commit is
 //! being flushed to disk the next deliveries gather, and each is answered
@@ -80,9 +119,11 @@ pub use retry::{
 };
 
 use crate::event::{Event, UndecodedEvent};
+use crate::identity::EventIdentity;
 use crate::secrets::TargetKey;
 
-/// How long a repeated event is recognised: Asana retries for 24 hours.
+/// How long a repeated event is recognised: Asana retries a delivery for
+/// 24 hours, and its Events API keeps events for 24 hours.
 pub const DEDUPE_HORIZON: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long an item handed out may go unacknowledged before it is handed
@@ -156,21 +197,72 @@ impl std::fmt::Display for LimitUnit {
     }
 }
 
-/// A verified delivery on its way into an inbox.
+/// Where a stored event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventSource {
+    /// A webhook delivery, verified by the receiver (and what events
+    /// stored before the source was kept count as).
+    #[default]
+    Webhook,
+    /// The Events API (`GET /events`), catching up what webhooks missed.
+    EventsApi,
+}
+
+impl EventSource {
+    /// Its name as stored: `webhook` or `events_api`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::EventsApi => "events_api",
+        }
+    }
+
+    /// The source named `name` (see [`as_str`](Self::as_str)); `None` when
+    /// it is none this build knows.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "webhook" => Some(Self::Webhook),
+            "events_api" => Some(Self::EventsApi),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for EventSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Events on their way into an inbox: a verified webhook delivery
+/// ([`from_body`](Self::from_body)), or events fetched from the Events API
+/// ([`from_events_api`](Self::from_events_api)).
 #[derive(Debug, Clone)]
 pub struct VerifiedDelivery {
-    /// The target it was delivered to.
+    /// The target it was delivered to; for the Events API, the target of
+    /// the webhook whose events are caught up.
     pub target: TargetKey,
-    /// The webhook whose secret verified it.
+    /// The webhook whose secret verified it (`None` for the Events API).
     pub webhook_gid: Option<String>,
+    /// Where its events come from.
+    pub source: EventSource,
+    /// The watched resource its events belong to: the webhook's resource,
+    /// or the resource whose events were fetched. With it, an event is
+    /// recognised whichever source and shape it comes in (see the
+    /// [module docs](self)).
+    pub resource: Option<String>,
     /// Its events, each as the JSON Asana sent.
     pub events: Vec<Box<RawValue>>,
 }
 
 impl VerifiedDelivery {
-    /// Splits a verified body into its events without decoding them: a
-    /// body that is JSON but not `{"events": [...]}` becomes one item (kept
-    /// whole). Fails only when the body is not JSON.
+    /// Splits a verified webhook delivery's body into its events without
+    /// decoding them: a body that is JSON but not `{"events": [...]}`
+    /// becomes one item (kept whole). Fails only when the body is not JSON.
+    /// Its watched resource is unknown until
+    /// [`with_resource`](Self::with_resource) sets it.
     pub fn from_body(
         target: TargetKey,
         webhook_gid: Option<String>,
@@ -187,28 +279,73 @@ impl VerifiedDelivery {
         Ok(Self {
             target,
             webhook_gid,
+            source: EventSource::Webhook,
+            resource: None,
             events,
         })
     }
 
-    /// Events the Events API returned for `resource` (placeholder until the
-    /// inbox keeps sources).
+    /// Events the Events API returned for `resource` (each as sent, for
+    /// example [`FetchedEvent::raw`](crate::events::FetchedEvent::raw)
+    /// through [`serde_json::value::to_raw_value`]), to be handed out like
+    /// delivered ones. `target` is where the resource's webhook delivers,
+    /// so that the app routes them alike; it does not count in their
+    /// dedupe key, which recognises the events that webhook delivered too.
     pub fn from_events_api(
         target: TargetKey,
         resource: impl Into<String>,
         events: Vec<Box<RawValue>>,
     ) -> Self {
-        let _ = resource.into();
         Self {
             target,
             webhook_gid: None,
+            source: EventSource::EventsApi,
+            resource: Some(resource.into()),
             events,
         }
+    }
+
+    /// Sets the watched resource its events belong to.
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
     }
 
     /// A heartbeat: no events.
     pub fn is_heartbeat(&self) -> bool {
         self.events.is_empty()
+    }
+
+    /// The dedupe key of each event, in order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.events.iter().map(|event| {
+            dedupe_key(
+                &self.target,
+                self.webhook_gid.as_deref(),
+                self.resource.as_deref(),
+                event,
+            )
+        })
+    }
+
+    /// Its events as stored (ids not yet given), received at `now_ms`.
+    pub(crate) fn into_stored(self, now_ms: u64) -> impl Iterator<Item = StoredEvent> {
+        let Self {
+            target,
+            webhook_gid,
+            source,
+            resource,
+            events,
+        } = self;
+        events.into_iter().map(move |event| StoredEvent {
+            id: 0,
+            target: target.clone(),
+            webhook_gid: webhook_gid.clone(),
+            source,
+            resource: resource.clone(),
+            received_at_ms: now_ms,
+            event,
+        })
     }
 }
 
@@ -227,13 +364,20 @@ pub(crate) struct StoredEvent {
     pub(crate) id: u64,
     pub(crate) target: TargetKey,
     pub(crate) webhook_gid: Option<String>,
+    /// Absent from records written before it was kept: a webhook's.
+    #[serde(default)]
+    pub(crate) source: EventSource,
+    /// Absent from records written before it was kept: unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource: Option<String>,
     pub(crate) received_at_ms: u64,
     pub(crate) event: Box<RawValue>,
 }
 
 impl StoredEvent {
     fn size(&self) -> u64 {
-        (self.event.get().len() + self.target.as_str().len() + 64) as u64
+        let resource = self.resource.as_ref().map_or(0, String::len);
+        (self.event.get().len() + self.target.as_str().len() + resource + 64) as u64
     }
 }
 
@@ -255,6 +399,8 @@ impl std::fmt::Debug for InboxItem {
             .field("id", &self.stored.id)
             .field("target", &self.stored.target)
             .field("webhook_gid", &self.stored.webhook_gid)
+            .field("source", &self.stored.source)
+            .field("resource", &self.stored.resource)
             .field("attempt", &self.attempt)
             .finish()
     }
@@ -288,9 +434,21 @@ impl InboxItem {
         &self.stored.target
     }
 
-    /// The webhook whose secret verified the delivery.
+    /// The webhook whose secret verified the delivery (`None` for an event
+    /// from the Events API).
     pub fn webhook_gid(&self) -> Option<&str> {
         self.stored.webhook_gid.as_deref()
+    }
+
+    /// Where the event came from: a webhook delivery or the Events API.
+    pub fn source(&self) -> EventSource {
+        self.stored.source
+    }
+
+    /// The watched resource the event belongs to (the delivering webhook's
+    /// resource, or the resource whose events were fetched), when known.
+    pub fn resource(&self) -> Option<&str> {
+        self.stored.resource.as_deref()
     }
 
     /// When the receiver committed it.
@@ -462,25 +620,52 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     fn close(&self);
 }
 
-/// The key that recognises a repeated event: SHA-256 over the target, the
-/// webhook and the event's canonical JSON (keys sorted, no whitespace), so
-/// that the same event re-serialised differently is still the same.
+/// The key that recognises a repeated event; the one place its rule is
+/// written (see the [module docs](self)).
+///
+/// With the watched `resource` and an event that has an identity: SHA-256
+/// over a tag, the resource and the event's [`EventIdentity`], whatever
+/// the source, shape, target or webhook. Otherwise: SHA-256 over the
+/// target, the webhook and the event's canonical JSON (keys sorted, no
+/// whitespace), so that the same event re-serialised differently is still
+/// the same. The tag starts with a byte no UTF-8 text has, so no input of
+/// one kind is an input of the other.
 pub(crate) fn dedupe_key(
     target: &TargetKey,
     webhook_gid: Option<&str>,
+    resource: Option<&str>,
     event: &RawValue,
 ) -> [u8; 32] {
+    let value = serde_json::from_str::<serde_json::Value>(event.get()).ok();
     let mut hasher = Sha256::new();
+    if let (Some(resource), Some(value)) = (resource, value.as_ref().filter(|v| has_identity(v))) {
+        hasher.update(b"\xffidentity/1\0");
+        hasher.update((resource.len() as u64).to_be_bytes());
+        hasher.update(resource.as_bytes());
+        hasher.update(EventIdentity::of(value).as_bytes());
+        return hasher.finalize().into();
+    }
     hasher.update(target.as_str().as_bytes());
     hasher.update([0]);
     hasher.update(webhook_gid.unwrap_or("").as_bytes());
     hasher.update([0]);
-    match serde_json::from_str::<serde_json::Value>(event.get()) {
+    match value {
         // serde_json's maps are sorted, so this is canonical.
-        Ok(value) => hasher.update(serde_json::to_vec(&value).unwrap_or_default()),
-        Err(_) => hasher.update(event.get().as_bytes()),
+        Some(value) => hasher.update(serde_json::to_vec(&value).unwrap_or_default()),
+        None => hasher.update(event.get().as_bytes()),
     }
     hasher.finalize().into()
+}
+
+/// Whether an event carries what tells it from others by identity: a
+/// string `action`, `created_at` and `resource.gid`. Anything else (a
+/// payload that drifted, a body kept whole) is keyed by its JSON, so that
+/// two such payloads are never taken for one event.
+fn has_identity(event: &serde_json::Value) -> bool {
+    let text = |v: Option<&serde_json::Value>| v.is_some_and(serde_json::Value::is_string);
+    text(event.get("action"))
+        && text(event.get("created_at"))
+        && text(event.get("resource").and_then(|r| r.get("gid")))
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -504,11 +689,14 @@ mod tests {
         let inbox =
             MemoryInbox::new().with_retries(Retries::default().with_backoff(backoff, backoff));
         inbox
-            .append(VerifiedDelivery {
-                target: TargetKey::from_path_and_query("/a"),
-                webhook_gid: None,
-                events: vec![raw(r#"{"n":1}"#), raw(r#"{"n":2}"#)],
-            })
+            .append(
+                VerifiedDelivery::from_body(
+                    TargetKey::from_path_and_query("/a"),
+                    None,
+                    br#"{"events":[{"n":1},{"n":2}]}"#,
+                )
+                .unwrap(),
+            )
             .await
             .unwrap();
         let seen = std::sync::Mutex::new(Vec::new());
@@ -574,13 +762,127 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ignores_formatting_but_not_the_webhook() {
+    fn without_a_resource_the_key_ignores_formatting_but_not_the_webhook() {
         let target = TargetKey::from_path_and_query("/a");
-        let a = dedupe_key(&target, Some("1"), &raw(r#"{"a":1,"b":[1,2]}"#));
-        let b = dedupe_key(&target, Some("1"), &raw(r#"{ "b": [1, 2], "a": 1 }"#));
-        let c = dedupe_key(&target, Some("2"), &raw(r#"{"a":1,"b":[1,2]}"#));
+        let a = dedupe_key(&target, Some("1"), None, &raw(r#"{"a":1,"b":[1,2]}"#));
+        let b = dedupe_key(&target, Some("1"), None, &raw(r#"{ "b": [1, 2], "a": 1 }"#));
+        let c = dedupe_key(&target, Some("2"), None, &raw(r#"{"a":1,"b":[1,2]}"#));
+        let d = dedupe_key(
+            &TargetKey::from_path_and_query("/b"),
+            Some("1"),
+            None,
+            &raw(r#"{"a":1,"b":[1,2]}"#),
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
+        assert_ne!(a, d, "nor the target");
+        // Events with an identity too: without the resource, the two shapes
+        // of one event are two events.
+        let (compact, named) = (raw(COMPACT), raw(NAMED));
+        assert_ne!(
+            dedupe_key(&target, Some("1"), None, &compact),
+            dedupe_key(&target, Some("1"), None, &named)
+        );
+    }
+
+    /// An assignee change as a webhook delivers it (compact)...
+    const COMPACT: &str = r#"{"user":{"gid":"1201","resource_type":"user"},"created_at":"2026-03-17T10:11:06.611Z","action":"changed","resource":{"gid":"1205","resource_type":"task","resource_subtype":"default_task"},"parent":null,"change":{"field":"assignee","action":"changed","new_value":{"gid":"1201","resource_type":"user"}}}"#;
+    /// ...and as the Events API returns it: names, `type`, another order.
+    const NAMED: &str = r#"{"type":"task","action":"changed","created_at":"2026-03-17T10:11:06.611Z",
+        "change":{"action":"changed","field":"assignee","new_value":{"gid":"1201","name":"Ada Lovelace","resource_type":"user"}},
+        "parent":null,"resource":{"gid":"1205","name":"Ship the release","resource_subtype":"default_task","resource_type":"task"},
+        "user":{"gid":"1201","name":"Ada Lovelace","resource_type":"user"}}"#;
+
+    #[test]
+    fn with_a_resource_the_key_is_the_events_identity_in_that_resource() {
+        let (a, b) = (
+            TargetKey::from_path_and_query("/a"),
+            TargetKey::from_path_and_query("/b"),
+        );
+        let key = |target: &TargetKey, gid: Option<&str>, resource: &str, event: &str| {
+            dedupe_key(target, gid, Some(resource), &raw(event))
+        };
+        let delivered = key(&a, Some("1"), "1300", COMPACT);
+        // The same event from the Events API (no webhook), another
+        // webhook of the resource, another target: the same key.
+        assert_eq!(delivered, key(&a, None, "1300", NAMED));
+        assert_eq!(delivered, key(&b, Some("2"), "1300", NAMED));
+        // Another watched resource: another key.
+        assert_ne!(delivered, key(&a, Some("1"), "1301", COMPACT));
+        // An identity field differs: another key.
+        let later = COMPACT.replace("06.611Z", "06.612Z");
+        assert_ne!(delivered, key(&a, Some("1"), "1300", &later));
+        let other_assignee = NAMED.replace(
+            r#""new_value":{"gid":"1201""#,
+            r#""new_value":{"gid":"1202""#,
+        );
+        assert_ne!(delivered, key(&a, None, "1300", &other_assignee));
+        // The resource is length-prefixed: no two (resource, identity)
+        // pairs share their bytes.
+        assert_ne!(key(&a, None, "1", NAMED), key(&a, None, "12", NAMED));
+        // Nor is it the key the event has without a resource.
+        assert_ne!(delivered, dedupe_key(&a, Some("1"), None, &raw(COMPACT)));
+    }
+
+    #[test]
+    fn payloads_without_an_identity_are_keyed_by_their_json_even_with_a_resource() {
+        let target = TargetKey::from_path_and_query("/a");
+        let key = |event: &str| dedupe_key(&target, Some("1"), Some("1300"), &raw(event));
+        // Drifted payloads share no identity fields, yet are not one event.
+        assert_ne!(key(r#"{"n":1}"#), key(r#"{"n":2}"#));
+        assert_ne!(
+            key(r#"{"action":"added","created_at":null}"#),
+            key(r#"{"action":"added","created_at":null,"x":1}"#)
+        );
+        assert_ne!(key("1"), key("2"));
+        // Each is the key it has without a resource.
+        assert_eq!(
+            key(r#"{"n":1}"#),
+            dedupe_key(&target, Some("1"), None, &raw(r#"{ "n": 1 }"#))
+        );
+    }
+
+    #[test]
+    fn sources_have_stable_names() {
+        for source in [EventSource::Webhook, EventSource::EventsApi] {
+            assert_eq!(EventSource::from_name(source.as_str()), Some(source));
+            assert_eq!(
+                serde_json::to_value(source).unwrap(),
+                serde_json::Value::String(source.to_string())
+            );
+        }
+        assert_eq!(EventSource::EventsApi.as_str(), "events_api");
+        assert_eq!(EventSource::from_name("carrier pigeon"), None);
+        assert_eq!(EventSource::default(), EventSource::Webhook);
+    }
+
+    #[test]
+    fn events_api_events_carry_their_source_and_resource() {
+        let target = TargetKey::from_path_and_query("/a");
+        let fetched = VerifiedDelivery::from_events_api(target.clone(), "1300", vec![raw(NAMED)]);
+        assert_eq!(
+            (
+                fetched.source,
+                fetched.resource.as_deref(),
+                fetched.webhook_gid.as_deref()
+            ),
+            (EventSource::EventsApi, Some("1300"), None)
+        );
+        let delivered = VerifiedDelivery::from_body(
+            target,
+            Some("1".into()),
+            format!(r#"{{"events":[{COMPACT}]}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            (delivered.source, delivered.resource.as_deref()),
+            (EventSource::Webhook, None)
+        );
+        let delivered = delivered.with_resource("1300");
+        assert_eq!(
+            delivered.keys().collect::<Vec<_>>(),
+            fetched.keys().collect::<Vec<_>>()
+        );
     }
 
     #[test]

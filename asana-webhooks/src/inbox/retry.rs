@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::StoredEvent;
+use super::{EventSource, StoredEvent};
 use crate::event::{Event, UndecodedEvent};
 use crate::secrets::TargetKey;
 
@@ -133,8 +133,12 @@ pub struct DeadLetter {
     pub id: u64,
     /// The target it was delivered to.
     pub target: TargetKey,
-    /// The webhook whose secret verified it.
+    /// The webhook whose secret verified it (`None` for the Events API).
     pub webhook_gid: Option<String>,
+    /// Where it came from.
+    pub source: EventSource,
+    /// The watched resource it belongs to, when known.
+    pub resource: Option<String>,
     /// When the receiver committed it.
     pub received_at: chrono::DateTime<chrono::Utc>,
     /// When it moved to the dead letters.
@@ -158,6 +162,8 @@ impl DeadLetter {
             id: event.id,
             target: event.target.clone(),
             webhook_gid: event.webhook_gid.clone(),
+            source: event.source,
+            resource: event.resource.clone(),
             received_at: super::timestamp(event.received_at_ms),
             dead_at: super::timestamp(dead_at_ms),
             attempts,

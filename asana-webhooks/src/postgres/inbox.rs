@@ -11,9 +11,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::inbox::{
-    Acknowledge, Appended, BoxFuture, DEDUPE_HORIZON, DEFAULT_LEASE, DeadLetter, Inbox, InboxError,
-    InboxItem, InboxStats, LimitUnit, Released, Retries, Selection, StoredEvent, VerifiedDelivery,
-    dedupe_key,
+    Acknowledge, Appended, BoxFuture, DEDUPE_HORIZON, DEFAULT_LEASE, DeadLetter, EventSource,
+    Inbox, InboxError, InboxItem, InboxStats, LimitUnit, Released, Retries, Selection, StoredEvent,
+    VerifiedDelivery,
 };
 use crate::secrets::TargetKey;
 
@@ -177,10 +177,10 @@ async fn commit(pool: &Pool, batch: &[Waiting]) -> Result<Vec<Appended>, String>
     let mut seen = std::collections::HashSet::new();
     let (mut index, mut targets, mut gids, mut keys, mut events) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sources, mut resources) = (Vec::new(), Vec::new());
     for (d, waiting) in batch.iter().enumerate() {
         let delivery = &waiting.delivery;
-        for event in &delivery.events {
-            let key = dedupe_key(&delivery.target, delivery.webhook_gid.as_deref(), event);
+        for (event, key) in delivery.events.iter().zip(delivery.keys()) {
             if !seen.insert(key) {
                 results[d].duplicates += 1;
                 continue;
@@ -188,6 +188,8 @@ async fn commit(pool: &Pool, batch: &[Waiting]) -> Result<Vec<Appended>, String>
             index.push(d as i32);
             targets.push(delivery.target.as_str());
             gids.push(delivery.webhook_gid.as_deref());
+            sources.push(delivery.source.as_str());
+            resources.push(delivery.resource.as_deref());
             keys.push(key);
             events.push(event.get());
         }
@@ -197,17 +199,27 @@ async fn commit(pool: &Pool, batch: &[Waiting]) -> Result<Vec<Appended>, String>
     let rows = client
         .query(
             "WITH incoming AS (
-                 SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::bytea[], $5::text[])
-                     WITH ORDINALITY AS t(d, target, gid, key, event, n)),
+                 SELECT * FROM unnest($1::int4[], $2::text[], $3::text[], $4::bytea[], $5::text[],
+                                      $6::text[], $7::text[])
+                     WITH ORDINALITY AS t(d, target, gid, key, event, source, resource, n)),
              fresh AS (
                  INSERT INTO asana_webhooks_seen (key) SELECT key FROM incoming
                  ON CONFLICT DO NOTHING RETURNING key),
              added AS (
-                 INSERT INTO asana_webhooks_inbox (target, webhook_gid, event)
-                 SELECT i.target, i.gid, i.event FROM incoming i JOIN fresh f ON f.key = i.key
+                 INSERT INTO asana_webhooks_inbox (target, webhook_gid, event, source, resource)
+                 SELECT i.target, i.gid, i.event, i.source, i.resource
+                 FROM incoming i JOIN fresh f ON f.key = i.key
                  ORDER BY i.n RETURNING 1)
              SELECT i.d, count(*) FROM incoming i JOIN fresh f ON f.key = i.key GROUP BY i.d",
-            &[&index, &targets, &gids, &key_slices, &events],
+            &[
+                &index,
+                &targets,
+                &gids,
+                &key_slices,
+                &events,
+                &sources,
+                &resources,
+            ],
         )
         .await
         .map_err(|e| e.to_string())?;
@@ -372,6 +384,8 @@ impl PostgresInbox {
                 id: id as u64,
                 target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
                 webhook_gid: row.get(2),
+                source: source(row.get(7)),
+                resource: row.get(8),
                 received_at_ms: row.get::<_, i64>(3) as u64,
                 event: RawValue::from_string(event).map_err(storage)?,
             };
@@ -398,10 +412,11 @@ const CLAIM: &str = "WITH picked AS (
     spent AS (
         DELETE FROM asana_webhooks_inbox i USING picked p
         WHERE i.id = p.id AND i.attempts >= $2
-        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts, i.last_error),
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts, i.last_error,
+            i.source, i.resource),
     buried AS (
         INSERT INTO asana_webhooks_dead_letters
-            (id, target, webhook_gid, received_at, event, attempts, last_error)
+            (id, target, webhook_gid, received_at, event, attempts, last_error, source, resource)
         SELECT * FROM spent RETURNING 1),
     claimed AS (
         UPDATE asana_webhooks_inbox i
@@ -410,8 +425,9 @@ const CLAIM: &str = "WITH picked AS (
         FROM picked p WHERE i.id = p.id AND i.attempts < $2
         RETURNING i.id, i.target, i.webhook_gid,
             (extract(epoch from i.received_at) * 1000)::bigint AS received_ms,
-            i.event, i.attempts)
-    SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n
+            i.event, i.attempts, i.source, i.resource)
+    SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n,
+        c.source, c.resource
     FROM (SELECT count(*) AS n FROM buried) b LEFT JOIN claimed c ON true
     ORDER BY c.id";
 
@@ -492,10 +508,11 @@ const RELEASE: &str = "WITH held AS (
     spent AS (
         DELETE FROM asana_webhooks_inbox i USING held h
         WHERE i.id = h.id AND h.attempts >= $3
-        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts),
+        RETURNING i.id, i.target, i.webhook_gid, i.received_at, i.event, i.attempts,
+            i.source, i.resource),
     buried AS (
         INSERT INTO asana_webhooks_dead_letters
-            (id, target, webhook_gid, received_at, event, attempts, last_error)
+            (id, target, webhook_gid, received_at, event, attempts, source, resource, last_error)
         SELECT s.*, $5 FROM spent s RETURNING 1),
     retried AS (
         UPDATE asana_webhooks_inbox i
@@ -718,7 +735,8 @@ impl Inbox for PostgresInbox {
         let rows = client
             .query(
                 "SELECT id, target, webhook_gid, (extract(epoch from received_at) * 1000)::bigint,
-                        event, attempts, last_error, (extract(epoch from dead_at) * 1000)::bigint
+                        event, attempts, last_error, (extract(epoch from dead_at) * 1000)::bigint,
+                        source, resource
                  FROM asana_webhooks_dead_letters ORDER BY id",
                 &[],
             )
@@ -730,6 +748,8 @@ impl Inbox for PostgresInbox {
                     id: row.get::<_, i64>(0) as u64,
                     target: TargetKey::from_path_and_query(row.get::<_, &str>(1)),
                     webhook_gid: row.get(2),
+                    source: source(row.get(8)),
+                    resource: row.get(9),
                     received_at_ms: row.get::<_, i64>(3) as u64,
                     event: RawValue::from_string(row.get(4)).map_err(storage)?,
                 };
@@ -751,8 +771,9 @@ impl Inbox for PostgresInbox {
             .execute(
                 "WITH moved AS (
                      DELETE FROM asana_webhooks_dead_letters WHERE $1 OR id = ANY($2)
-                     RETURNING id, target, webhook_gid, received_at, event)
-                 INSERT INTO asana_webhooks_inbox (id, target, webhook_gid, received_at, event)
+                     RETURNING id, target, webhook_gid, received_at, event, source, resource)
+                 INSERT INTO asana_webhooks_inbox
+                     (id, target, webhook_gid, received_at, event, source, resource)
                  SELECT * FROM moved",
                 &[&all, &ids],
             )
@@ -781,6 +802,18 @@ impl Inbox for PostgresInbox {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.wake.notify_waiters();
     }
+}
+
+/// A stored source: one this build does not know (written by a newer
+/// one) counts as a webhook's, the source of every event before sources.
+fn source(name: &str) -> EventSource {
+    EventSource::from_name(name).unwrap_or_else(|| {
+        tracing::warn!(
+            source = name,
+            "an inbox event of a source this build does not know"
+        );
+        EventSource::Webhook
+    })
 }
 
 /// A selection as query parameters: everything, or these ids.

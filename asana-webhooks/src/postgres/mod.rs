@@ -602,6 +602,23 @@ CREATE TABLE asana_webhooks_sync_tokens (
     };
 }
 
+/// Version 7: where each inbox event came from (`webhook` or
+/// `events_api`, see [`crate::inbox::EventSource`]) and the watched
+/// resource it belongs to, kept with the dead letters too. Events from
+/// before count as a webhook's, of no known resource.
+macro_rules! migration_7 {
+    () => {
+        r#"
+ALTER TABLE asana_webhooks_inbox
+    ADD COLUMN source text NOT NULL DEFAULT 'webhook',
+    ADD COLUMN resource text;
+ALTER TABLE asana_webhooks_dead_letters
+    ADD COLUMN source text NOT NULL DEFAULT 'webhook',
+    ADD COLUMN resource text;
+"#
+    };
+}
+
 /// The schema version this build migrates to (what [`migrate`] returns).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
@@ -613,6 +630,7 @@ const MIGRATIONS: &[&str] = &[
     migration_4!(),
     migration_5!(),
     migration_6!(),
+    migration_7!(),
 ];
 
 /// The channel on which every change of a stored secret is announced

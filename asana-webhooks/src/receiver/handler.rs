@@ -327,7 +327,9 @@ async fn delivery<S: SecretStore>(
         }
     }
     let confirmed = matches!(verified, Some(Verified::Stored(_)));
-    let webhook_gid = match verified {
+    // The verifying webhook, and the resource it watches when its secret
+    // says (it keys the inbox's events alike whichever source brings them).
+    let (webhook_gid, resource) = match verified {
         None => {
             refusal!(BAD_SIGNATURE, %target, "refused a delivery: the signature matches no secret of this target");
             return unread(answer(
@@ -335,14 +337,15 @@ async fn delivery<S: SecretStore>(
                 "invalid X-Hook-Signature\n",
             ));
         }
-        Some(Verified::Stored(record)) => record.webhook_gid,
-        Some(Verified::Pending) => None,
+        Some(Verified::Stored(record)) => (record.webhook_gid, record.resource),
+        Some(Verified::Pending) => (None, None),
     };
 
     match &receiver.inner.sink {
         Sink::Queue(queue) => queue_delivery(queue, target, webhook_gid, confirmed, &body),
         Sink::Inbox(inbox) => {
-            commit_delivery(inbox.as_ref(), target, webhook_gid, confirmed, &body).await
+            let inbox = inbox.as_ref();
+            commit_delivery(inbox, target, webhook_gid, resource, confirmed, &body).await
         }
     }
 }
@@ -364,11 +367,15 @@ async fn commit_delivery(
     inbox: &dyn ErasedInbox,
     target: TargetKey,
     webhook_gid: Option<String>,
+    resource: Option<String>,
     confirmed: bool,
     body: &[u8],
 ) -> Response {
     let delivery = match VerifiedDelivery::from_body(target.clone(), webhook_gid, body) {
-        Ok(delivery) => delivery,
+        Ok(delivery) => VerifiedDelivery {
+            resource,
+            ..delivery
+        },
         Err(e) => return not_json(&target, None, &e),
     };
     let result = if delivery.is_heartbeat() {
