@@ -723,6 +723,13 @@ impl Writer {
         for op in ops {
             match op {
                 Op::Append(delivery, keys, reply) => {
+                    // A verified delivery is word from its webhook, like a
+                    // heartbeat: what the watch dates a gap's start by.
+                    if delivery.source == super::EventSource::Webhook
+                        && let Some(gid) = &delivery.webhook_gid
+                    {
+                        batch.heartbeats.push((gid.clone(), now));
+                    }
                     let mut appended = Appended::default();
                     let mut events = Vec::new();
                     let mut new_keys = Vec::new();

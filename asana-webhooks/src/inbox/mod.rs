@@ -83,8 +83,9 @@
 //!   over the target, the webhook and the event's canonical JSON (keys
 //!   sorted, no whitespace), which recognises an exact repeat only.
 //!
-//! Heartbeats are recorded per webhook ([`InboxStats::last_heartbeats`]),
-//! not queued.
+//! Heartbeats are recorded per webhook, not queued; the time of each
+//! webhook's last heartbeat or verified delivery is kept
+//! ([`InboxStats::last_heartbeats`]): the watch dates a gap's start by it.
 //!
 //! Concurrent deliveries share commits (group commit): while one commit is
 //! being flushed to disk the next deliveries gather, and each is answered
@@ -563,7 +564,8 @@ pub struct InboxStats {
     pub per_webhook: BTreeMap<String, usize>,
     /// Events dropped as repeats since the inbox was created.
     pub duplicates_dropped: u64,
-    /// The last heartbeat per webhook gid (`-` when unknown).
+    /// When each webhook (by gid, `-` when unknown) was last heard from:
+    /// its last verified heartbeat or delivery.
     pub last_heartbeats: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 

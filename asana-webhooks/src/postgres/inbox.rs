@@ -209,7 +209,11 @@ async fn commit(pool: &Pool, batch: &[Waiting]) -> Result<Vec<Appended>, String>
                  INSERT INTO asana_webhooks_inbox (target, webhook_gid, event, source, resource)
                  SELECT i.target, i.gid, i.event, i.source, i.resource
                  FROM incoming i JOIN fresh f ON f.key = i.key
-                 ORDER BY i.n RETURNING 1)
+                 ORDER BY i.n RETURNING 1),
+             heard AS (
+                 INSERT INTO asana_webhooks_heartbeats (webhook, at)
+                 SELECT DISTINCT gid, now() FROM incoming WHERE gid IS NOT NULL AND source = 'webhook'
+                 ON CONFLICT (webhook) DO UPDATE SET at = now() RETURNING 1)
              SELECT i.d, count(*) FROM incoming i JOIN fresh f ON f.key = i.key GROUP BY i.d",
             &[
                 &index,
