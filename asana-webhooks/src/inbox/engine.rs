@@ -211,12 +211,18 @@ impl Queue {
     /// out, and its holder may still acknowledge it until it is handed out
     /// again.
     fn expire(&mut self, now: Instant) {
+        let mut expired = 0;
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
             }
+            // Timers are leases or backoffs: only the former count.
+            if matches!(self.items.get(&id).map(|i| i.state), Some(State::Leased(_))) {
+                expired += 1;
+            }
             self.set(id, State::Ready);
         }
+        crate::metrics::lease_expired(expired);
     }
 
     /// Checks that `token` is the latest lease of `id` (held, or expired
@@ -243,6 +249,7 @@ impl Queue {
         let id = record.event.id;
         self.remove(id);
         self.dead.insert(id, record);
+        crate::metrics::dead_lettered(1);
     }
 }
 

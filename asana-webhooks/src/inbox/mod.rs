@@ -394,6 +394,25 @@ pub struct InboxStats {
     pub last_heartbeats: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
+impl InboxStats {
+    /// Sets the inbox gauges of [`crate::metrics`] (events by state, bytes,
+    /// age of the oldest event) from these stats. Call it on a timer or
+    /// just before each scrape.
+    pub fn record_metrics(&self) {
+        let oldest_age = self.oldest.map_or(Duration::ZERO, |oldest| {
+            (chrono::Utc::now() - oldest).to_std().unwrap_or_default()
+        });
+        crate::metrics::inbox_gauges(crate::metrics::InboxGauges {
+            ready: self.waiting.saturating_sub(self.retrying) as u64,
+            retrying: self.retrying as u64,
+            in_flight: self.in_flight as u64,
+            dead_letters: self.dead_letters,
+            bytes: self.bytes,
+            oldest_age,
+        });
+    }
+}
+
 /// A durable queue of verified events; see the [module docs](self).
 pub trait Inbox: Clone + Send + Sync + 'static {
     /// Commits a delivery's events (repeats dropped) and returns once they
