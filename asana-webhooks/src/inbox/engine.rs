@@ -104,6 +104,8 @@ enum Op {
     Bury(Vec<u64>),
     Redrive(Selection, oneshot::Sender<Result<u64, InboxError>>),
     Purge(Selection, oneshot::Sender<Result<u64, InboxError>>),
+    /// A readiness check: a commit with nothing of its own.
+    Probe(oneshot::Sender<Result<(), InboxError>>),
 }
 
 struct Release {
@@ -374,6 +376,18 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         self.shared
             .send(Op::Heartbeat(webhook_gid.unwrap_or("-").to_string(), tx))?;
+        rx.await.map_err(|_| InboxError::Closed)?
+    }
+
+    /// Whether a commit goes through now: shares the next commit (or makes
+    /// one with nothing in it), which also reopens a journal a storage
+    /// error closed once its backoff is over.
+    pub(crate) async fn probe(&self) -> Result<(), InboxError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(InboxError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.send(Op::Probe(tx))?;
         rx.await.map_err(|_| InboxError::Closed)?
     }
 
@@ -657,6 +671,10 @@ macro_rules! inbox_over_engine {
             fn close(&self) {
                 self.engine.close();
             }
+
+            async fn check_ready(&self) -> Result<(), $crate::inbox::InboxError> {
+                self.ready().await
+            }
         }
     };
 }
@@ -782,6 +800,7 @@ impl Writer {
                     batch.heartbeats.push((gid, now));
                     after.push(After::Done(reply));
                 }
+                Op::Probe(reply) => after.push(After::Done(reply)),
                 Op::HandedOut(handed) => attempts.extend(handed),
                 Op::Ack(id, reply) => {
                     attempts.remove(&id);

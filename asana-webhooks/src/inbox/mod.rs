@@ -464,6 +464,17 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// Closes the inbox: consumers waiting in [`Inbox::next`] get `None`
     /// and appends fail. What is stored stays stored.
     fn close(&self);
+
+    /// Whether the inbox takes commits now, for readiness probes (the
+    /// receiver's [`check_ready`](crate::receiver::Receiver::check_ready)).
+    /// [`FileInbox`] checks that its file is still the one it opened and
+    /// commits an empty transaction (sharing the flush of concurrent
+    /// deliveries); [`MemoryInbox`] only that it is open; a database inbox
+    /// that the database answers and is not a read-only standby. The
+    /// default says ready.
+    fn check_ready(&self) -> impl Future<Output = Result<(), InboxError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The key that recognises a repeated event: SHA-256 over the target, the

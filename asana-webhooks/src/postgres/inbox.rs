@@ -569,6 +569,22 @@ impl Acknowledge for PostgresInbox {
 }
 
 impl Inbox for PostgresInbox {
+    async fn check_ready(&self) -> Result<(), InboxError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(InboxError::Closed);
+        }
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(storage)?
+            .get(0);
+        if standby {
+            return Err(storage("the database is a read-only standby (in recovery)"));
+        }
+        Ok(())
+    }
+
     async fn append(&self, delivery: VerifiedDelivery) -> Result<Appended, InboxError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);

@@ -342,6 +342,12 @@ fn record(row: &tokio_postgres::Row) -> StoredSecret {
 }
 
 impl SecretStore for PostgresSecretStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute("SELECT 1", &[]).await.map_err(backend)?;
+        Ok(())
+    }
+
     async fn open_registration(
         &self,
         target: &TargetKey,

@@ -59,8 +59,11 @@
 //! Asana delivers again later.
 
 mod handler;
+mod health;
 mod limited_log;
 mod serve;
+
+pub use health::{DEFAULT_PROBE_TIMEOUT, NotReady};
 
 use std::sync::Arc;
 
@@ -285,6 +288,7 @@ impl<S: SecretStore> ReceiverBuilder<S> {
                 accept_handshakes_outside_window: self.accept_handshakes_outside_window,
                 limits: self.limits,
                 sink,
+                serving: health::Serving::default(),
             }),
         }
     }
@@ -333,6 +337,7 @@ struct Inner<S> {
     accept_handshakes_outside_window: bool,
     limits: Limits,
     sink: Sink,
+    serving: health::Serving,
 }
 
 /// Where verified deliveries go.
@@ -361,6 +366,7 @@ pub(crate) trait ErasedInbox: Send + Sync {
         target: &'a TargetKey,
         webhook_gid: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), InboxError>>;
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), InboxError>>;
 }
 
 impl<I: Inbox> ErasedInbox for I {
@@ -374,6 +380,10 @@ impl<I: Inbox> ErasedInbox for I {
         webhook_gid: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(Inbox::heartbeat(self, target, webhook_gid))
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), InboxError>> {
+        Box::pin(Inbox::check_ready(self))
     }
 }
 
@@ -435,6 +445,8 @@ impl<S: SecretStore> Receiver<S> {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.inner.limits;
+        // Liveness says whether this loop still runs (a panic included).
+        let _serving = self.inner.serving.start();
         serve::serve(listener, self.router(), limits, shutdown).await
     }
 }
