@@ -31,8 +31,9 @@
 //! before each scrape, as `asana-webhooks listen --metrics-addr` does. The
 //! counters are recorded where things happen.
 //!
-//! `operation` is the OpenAPI operation id (`getWebhooks`, `createWebhook`,
-//! `getEvents`, …): one per operation this crate sends.
+//! `operation` is the generated operation's name: `create_webhook`,
+//! `delete_webhook`, `get_events`, `get_webhook`, `get_webhooks` or
+//! `update_webhook`.
 
 // The helpers of the receiver, the inbox and the watch go unused without
 // the `receiver` feature.
@@ -425,11 +426,11 @@ mod tests {
     #[test]
     fn api_attempts_count_by_class_and_429s_apart() {
         let got = recorded(|| {
-            api_request("getWebhooks", Some(200));
-            api_request("getWebhooks", Some(429));
-            api_request("getWebhooks", Some(429));
-            api_request("createWebhook", None);
-            api_retry("getWebhooks", Retry::RateLimited);
+            api_request("get_webhooks", Some(200));
+            api_request("get_webhooks", Some(429));
+            api_request("get_webhooks", Some(429));
+            api_request("create_webhook", None);
+            api_retry("get_webhooks", Retry::RateLimited);
         });
         let counter = |name: &str, pairs: &[(&str, &str)]| {
             got.iter()
@@ -439,25 +440,25 @@ mod tests {
         assert_eq!(
             counter(
                 API_REQUESTS,
-                &[("operation", "getWebhooks"), ("status", "4xx")]
+                &[("operation", "get_webhooks"), ("status", "4xx")]
             ),
             Some(2.0)
         );
         assert_eq!(
             counter(
                 API_REQUESTS,
-                &[("operation", "createWebhook"), ("status", "error")]
+                &[("operation", "create_webhook"), ("status", "error")]
             ),
             Some(1.0)
         );
         assert_eq!(
-            counter(API_RATE_LIMITED, &[("operation", "getWebhooks")]),
+            counter(API_RATE_LIMITED, &[("operation", "get_webhooks")]),
             Some(2.0)
         );
         assert_eq!(
             counter(
                 API_RETRIES,
-                &[("operation", "getWebhooks"), ("reason", "rate_limited")]
+                &[("operation", "get_webhooks"), ("reason", "rate_limited")]
             ),
             Some(1.0)
         );
