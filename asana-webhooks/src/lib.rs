@@ -107,7 +107,7 @@
 //!
 //! The receiver, the inbox, the watch and every request to Asana record
 //! counters and gauges through the [`metrics`](https://docs.rs/metrics)
-//! facade; install the exporter of your choice. The [`metrics`](crate::metrics)
+//! facade; install the exporter of your choice. The [`metrics`]
 //! module lists them all.
 //!
 //! # Errors

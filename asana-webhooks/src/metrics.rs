@@ -210,7 +210,7 @@ label_values!(
 label_values!(
     /// Why a delivery was answered 503.
     Unavailable {
-        StoreUnavailable => "store_unavailable",
+        SecretStore => "store_unavailable",
         NotConfirmed => "not_confirmed",
         InboxFull => "inbox_full",
         InboxFailed => "inbox_failed",
@@ -358,9 +358,12 @@ mod tests {
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
+    /// A metric's name, sorted labels and value.
+    type Sample = (String, Vec<(String, String)>, f64);
+
     /// Every (name, labels, value) recorded while `f` ran; a counter's
     /// value as a float.
-    fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, f64)> {
+    fn recorded(f: impl FnOnce()) -> Vec<Sample> {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         ::metrics::with_local_recorder(&recorder, f);

@@ -53,7 +53,7 @@ fn store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> 
 }
 
 fn delivery_store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> Response {
-    metrics::unavailable(Unavailable::StoreUnavailable);
+    metrics::unavailable(Unavailable::SecretStore);
     store_unavailable(target, error)
 }
 

@@ -131,9 +131,16 @@ impl<S: SecretStore> Receiver<S> {
         !self.inner.serving.ended()
     }
 
-    /// An axum router answering `GET /livez` and `GET /readyz` (see
-    /// the [health module docs](self#health)); serve it on a listener of
-    /// its own, not under [`router`](Self::router).
+    /// An axum router answering `GET /livez` and `GET /readyz`; serve it
+    /// on a listener of its own, not under [`router`](Self::router):
+    /// every path and query the receiver answers may be a webhook's
+    /// target, so none can be set aside there, and a port of its own can
+    /// stay private while the receiver's faces Asana.
+    ///
+    /// | path | 200 | 503 |
+    /// |---|---|---|
+    /// | `/livez` | `{"status":"live"}` | `{"status":"not live","reason":…}`: every [`serve`](Self::serve) loop started has ended |
+    /// | `/readyz` | `{"status":"ready"}` | `{"status":"not ready","component":…,"reason":…}`: the first failed [`check_ready`](Self::check_ready) check |
     pub fn health_router(&self) -> axum::Router {
         let live = self.clone();
         let ready = self.clone();

@@ -30,7 +30,17 @@
 //! the notification names the webhook whose secret matched.
 //!
 //! Refusals are logged at `debug`, with a `warn` at most every 10 seconds
-//! per kind of refusal, so a flood of junk cannot flood the log.
+//! per kind of refusal, so a flood of junk cannot flood the log. Every
+//! answer is counted ([`crate::metrics`]): 200s by outcome, 4xx and 503s
+//! by reason, handshakes by outcome.
+//!
+//! # Health
+//!
+//! [`Receiver::health_router`] answers `/livez` and `/readyz` for probes,
+//! on a listener of its own (any path of the receiver may be a target);
+//! [`Receiver::check_ready`] is the readiness check behind it: the serve
+//! loop runs, the secret store is reachable and writable, the inbox takes
+//! commits.
 //!
 //! # Serving
 //!
