@@ -103,6 +103,13 @@
 //! - `sandbox`: a local Asana-compatible server (`sandbox` module).
 //! - `cli`: the `asana-webhooks` command line.
 //!
+//! # Metrics
+//!
+//! The receiver, the inbox, the watch and every request to Asana record
+//! counters and gauges through the [`metrics`](https://docs.rs/metrics)
+//! facade; install the exporter of your choice. The [`metrics`]
+//! module lists them all.
+//!
 //! # Errors
 //!
 //! Every operation returns [`Error`]. A non-2xx answer is [`Error::Api`]
@@ -134,6 +141,7 @@
 //! signature          X-Hook-Signature: HMAC-SHA256 of the raw body
 //! event              typed deliveries and events
 //! identity           what makes an event the same in webhook and Events API shape
+//! metrics            every metric's name and label, recorded through the `metrics` facade
 //! hook_secret, filter, wire_fixes   leaves: a secret, filters, query and header fixes
 //! ```
 //!
@@ -161,6 +169,7 @@ mod identity;
 #[cfg(feature = "receiver")]
 #[cfg_attr(docsrs, doc(cfg(feature = "receiver")))]
 pub mod inbox;
+pub mod metrics;
 mod operations;
 mod pagination;
 #[cfg(feature = "postgres")]

@@ -9,6 +9,8 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use tokio::sync::Semaphore;
 
+use crate::metrics::{self, Retry};
+
 /// Asana's per-token limit of concurrent read requests.
 pub const ASANA_MAX_CONCURRENT_READS: usize = 50;
 /// Asana's per-token limit of concurrent write requests.
@@ -136,7 +138,7 @@ impl Limits {
 /// What to do after one attempt.
 enum Next {
     Done,
-    RetryAfter(Duration),
+    RetryAfter(Duration, Retry),
 }
 
 fn decide(
@@ -152,15 +154,23 @@ fn decide(
     match outcome {
         Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Next::RetryAfter(
             retry_after(response.headers()).unwrap_or_else(|| policy.backoff(attempt)),
+            Retry::RateLimited,
         ),
         Ok(response) if is_retryable_status(response.status()) && !is_post => {
-            Next::RetryAfter(policy.backoff(attempt))
+            Next::RetryAfter(policy.backoff(attempt), Retry::ServerError)
         }
         Ok(_) => Next::Done,
-        Err(e) if e.is_connect() && !e.is_timeout() => Next::RetryAfter(policy.backoff(attempt)),
-        Err(e) if (e.is_timeout() || e.is_request()) && !is_post => {
-            Next::RetryAfter(policy.backoff(attempt))
+        Err(e) if e.is_connect() && !e.is_timeout() => {
+            Next::RetryAfter(policy.backoff(attempt), Retry::Connection)
         }
+        Err(e) if (e.is_timeout() || e.is_request()) && !is_post => Next::RetryAfter(
+            policy.backoff(attempt),
+            if e.is_timeout() {
+                Retry::Timeout
+            } else {
+                Retry::Connection
+            },
+        ),
         Err(_) => Next::Done,
     }
 }
@@ -172,7 +182,7 @@ pub(crate) async fn execute(
     policy: &RetryPolicy,
     limits: &Limits,
     request: reqwest::Request,
-    operation: &str,
+    operation: &'static str,
 ) -> reqwest::Result<reqwest::Response> {
     let method = request.method().clone();
     let mut waited = Duration::ZERO;
@@ -186,7 +196,12 @@ pub(crate) async fn execute(
             let _permit = limits.acquire(&method).await;
             http.execute(pending).await
         };
-        let (Next::RetryAfter(wait), Some(next)) =
+        // Every attempt counts, by its answer's class (429s apart too).
+        metrics::api_request(
+            operation,
+            outcome.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let (Next::RetryAfter(wait, why), Some(next)) =
             (decide(policy, &method, attempt, &outcome), spare)
         else {
             return outcome;
@@ -210,6 +225,7 @@ pub(crate) async fn execute(
             wait_ms = wait.as_millis() as u64,
             "retrying Asana request"
         );
+        metrics::api_retry(operation, why);
         drop(outcome);
         tokio::time::sleep(wait).await;
         waited += wait;

@@ -1251,3 +1251,145 @@ fn events_prints_a_resources_events_from_a_token_and_reports_an_expired_one_as_a
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("task, project or goal"), "{err}");
 }
+
+/// The value of the sample `series` (name and labels as Prometheus
+/// prints them) in a scrape; `None` when it is not there.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(value.trim().parse().unwrap())
+    })
+}
+
+/// GET `url`: (status, body).
+fn get(runtime: &tokio::runtime::Runtime, url: &str) -> (u16, String) {
+    runtime.block_on(async {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    })
+}
+
+/// `promtool check metrics` on a scrape: its lints hold (counters named
+/// `_total`, help texts, base units). promtool comes from the
+/// distribution's `prometheus` package, which .ci/run installs: in CI
+/// (`CI` set) a missing promtool fails the test; elsewhere it says so and
+/// checks the rest.
+fn promtool_accepts(scrape: &str) {
+    use std::io::Write;
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool not found: install the distribution's `prometheus` package (`apt-get install -y prometheus`; .ci/run does)"
+            );
+            eprintln!(
+                "promtool not found (apt-get install -y prometheus): the scrape's lint check is not run here"
+            );
+            return;
+        }
+        Err(e) => panic!("promtool: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}\n{scrape}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `listen --metrics-addr` counts a genuine delivery as accepted and a
+/// forged one as refused for its bad signature, serves them as valid
+/// Prometheus text, and answers the probes: live and ready, then not ready
+/// once the directory of its secrets and inbox is gone.
+#[test]
+fn listen_serves_metrics_and_probes_on_their_own_address() {
+    let (_sandbox, base_url) = sandbox();
+    let (mut args, target, secrets, dir) = listen_args(&base_url);
+    let metrics = format!("http://127.0.0.1:{}", free_port());
+    args.extend(["--metrics-addr".into(), metrics["http://".len()..].into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let listener = Running::start(&args, &[]);
+    let ready: serde_json::Value =
+        serde_json::from_str(&listener.line_with("\"created\"")).unwrap();
+    let gid = ready["webhook_gid"].as_str().unwrap().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let secret = stored_secret(&runtime, &secrets, &gid);
+
+    const ACCEPTED: &str = r#"asana_webhooks_deliveries_total{outcome="accepted"}"#;
+    const FORGED: &str = r#"asana_webhooks_deliveries_refused_total{reason="bad_signature"}"#;
+    let (status, before) = get(&runtime, &format!("{metrics}/metrics"));
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(sample(&before, ACCEPTED), None, "{before}");
+    assert!(
+        sample(
+            &before,
+            r#"asana_webhooks_handshakes_total{outcome="accepted"}"#
+        ) >= Some(1.0),
+        "the webhook's handshake: {before}"
+    );
+    assert!(
+        sample(
+            &before,
+            r#"asana_webhooks_api_requests_total{operation="create_webhook",status="2xx"}"#
+        ) >= Some(1.0),
+        "the create: {before}"
+    );
+
+    let body = format!(
+        r#"{{"events":[{{"action":"changed","resource":{{"gid":"{TASK}","resource_type":"task"}},"created_at":"2024-05-01T12:00:00.000Z"}}]}}"#
+    );
+    assert_eq!(deliver(&runtime, &target, &secret, &body), 200);
+    let forger = asana_webhooks::HookSecret::new("not-the-webhooks-secret");
+    assert_eq!(deliver(&runtime, &target, &forger, &body), 401);
+    listener.line_with("\"event\"");
+
+    let (status, after) = get(&runtime, &format!("{metrics}/metrics"));
+    assert_eq!(status, 200);
+    assert_eq!(sample(&after, ACCEPTED), Some(1.0), "{after}");
+    assert_eq!(
+        sample(&after, FORGED).unwrap_or(0.0) - sample(&before, FORGED).unwrap_or(0.0),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, r#"asana_webhooks_events_total{outcome="accepted"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        sample(&after, r#"asana_webhooks_inbox_events{state="ready"}"#).is_some(),
+        "the inbox gauges are read at each scrape: {after}"
+    );
+    assert!(
+        after.contains("# HELP asana_webhooks_deliveries_total"),
+        "{after}"
+    );
+    promtool_accepts(&after);
+
+    assert_eq!(get(&runtime, &format!("{metrics}/livez")).0, 200);
+    let (status, text) = get(&runtime, &format!("{metrics}/readyz"));
+    assert_eq!((status, text.as_str()), (200, r#"{"status":"ready"}"#));
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let (status, text) = get(&runtime, &format!("{metrics}/readyz"));
+    assert_eq!(status, 503, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["status"], "not ready", "{text}");
+    assert_eq!(get(&runtime, &format!("{metrics}/livez")).0, 200);
+    // The webhook listener never answers the probes' paths as probes.
+    let (status, _) = get(&runtime, &target.replace("/hooks/project", "/readyz"));
+    assert_eq!(status, 405);
+}

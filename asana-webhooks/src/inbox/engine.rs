@@ -104,6 +104,8 @@ enum Op {
     Bury(Vec<u64>),
     Redrive(Selection, oneshot::Sender<Result<u64, InboxError>>),
     Purge(Selection, oneshot::Sender<Result<u64, InboxError>>),
+    /// A readiness check: a commit with nothing of its own.
+    Probe(oneshot::Sender<Result<(), InboxError>>),
 }
 
 struct Release {
@@ -211,12 +213,18 @@ impl Queue {
     /// out, and its holder may still acknowledge it until it is handed out
     /// again.
     fn expire(&mut self, now: Instant) {
+        let mut expired = 0;
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
             }
+            // Timers are leases or backoffs: only the former count.
+            if matches!(self.items.get(&id).map(|i| i.state), Some(State::Leased(_))) {
+                expired += 1;
+            }
             self.set(id, State::Ready);
         }
+        crate::metrics::lease_expired(expired);
     }
 
     /// Checks that `token` is the latest lease of `id` (held, or expired
@@ -243,6 +251,7 @@ impl Queue {
         let id = record.event.id;
         self.remove(id);
         self.dead.insert(id, record);
+        crate::metrics::dead_lettered(1);
     }
 }
 
@@ -363,6 +372,18 @@ impl Engine {
         let (tx, rx) = oneshot::channel();
         self.shared
             .send(Op::Heartbeat(webhook_gid.unwrap_or("-").to_string(), tx))?;
+        rx.await.map_err(|_| InboxError::Closed)?
+    }
+
+    /// Whether a commit goes through now: shares the next commit (or makes
+    /// one with nothing in it), which also reopens a journal a storage
+    /// error closed once its backoff is over.
+    pub(crate) async fn probe(&self) -> Result<(), InboxError> {
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(InboxError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.send(Op::Probe(tx))?;
         rx.await.map_err(|_| InboxError::Closed)?
     }
 
@@ -646,6 +667,10 @@ macro_rules! inbox_over_engine {
             fn close(&self) {
                 self.engine.close();
             }
+
+            async fn check_ready(&self) -> Result<(), $crate::inbox::InboxError> {
+                self.ready().await
+            }
         }
     };
 }
@@ -772,6 +797,7 @@ impl Writer {
                     batch.heartbeats.push((gid, now));
                     after.push(After::Done(reply));
                 }
+                Op::Probe(reply) => after.push(After::Done(reply)),
                 Op::HandedOut(handed) => attempts.extend(handed),
                 Op::Ack(id, reply) => {
                     attempts.remove(&id);

@@ -26,6 +26,8 @@ const HEARTBEATS: TableDefinition<&str, u64> = TableDefinition::new("heartbeats"
 pub struct FileInbox {
     engine: Engine,
     path: PathBuf,
+    /// The file opened: (device, inode) on Unix.
+    identity: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for FileInbox {
@@ -61,7 +63,12 @@ impl FileInbox {
             tokio::task::spawn_blocking(move || Engine::start(Box::new(journal), lease, max_bytes))
                 .await
                 .expect("loading the inbox does not panic")?;
-        Ok(Self { engine, path })
+        let identity = file_identity(&path).ok();
+        Ok(Self {
+            engine,
+            path,
+            identity,
+        })
     }
 
     /// Retries failed items as `retries` says (by default
@@ -93,6 +100,49 @@ impl FileInbox {
                 )
             })
             .collect()
+    }
+}
+
+impl FileInbox {
+    /// See [`Inbox::check_ready`](super::Inbox::check_ready). Commits
+    /// into a file that was removed (or replaced) since it was opened are
+    /// lost at the next open: not ready.
+    async fn ready(&self) -> Result<(), InboxError> {
+        let path = self.path.clone();
+        let now = tokio::task::spawn_blocking(move || file_identity(&path))
+            .await
+            .expect("reading metadata does not panic");
+        let storage = |message: String| InboxError::Storage {
+            location: self.path.display().to_string(),
+            message,
+        };
+        match now {
+            Ok(now) if self.identity.is_none_or(|opened| opened == now) => {}
+            Ok(_) => {
+                return Err(storage(
+                    "the file was replaced since the inbox opened it".into(),
+                ));
+            }
+            Err(e) => {
+                return Err(storage(format!("the file opened is no longer there ({e})")));
+            }
+        }
+        self.engine.probe().await
+    }
+}
+
+/// What tells the file at `path` from another one put in its place.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok((0, 0))
     }
 }
 

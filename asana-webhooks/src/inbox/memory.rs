@@ -61,4 +61,11 @@ impl MemoryInbox {
     }
 }
 
+impl MemoryInbox {
+    /// See [`Inbox::check_ready`](super::Inbox::check_ready).
+    async fn ready(&self) -> Result<(), InboxError> {
+        self.engine.probe().await
+    }
+}
+
 super::engine::inbox_over_engine!(MemoryInbox);

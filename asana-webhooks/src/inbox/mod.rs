@@ -569,6 +569,25 @@ pub struct InboxStats {
     pub last_heartbeats: BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
+impl InboxStats {
+    /// Sets the inbox gauges of [`crate::metrics`] (events by state, bytes,
+    /// age of the oldest event) from these stats. Call it on a timer or
+    /// just before each scrape.
+    pub fn record_metrics(&self) {
+        let oldest_age = self.oldest.map_or(Duration::ZERO, |oldest| {
+            (chrono::Utc::now() - oldest).to_std().unwrap_or_default()
+        });
+        crate::metrics::inbox_gauges(crate::metrics::InboxGauges {
+            ready: self.waiting.saturating_sub(self.retrying) as u64,
+            retrying: self.retrying as u64,
+            in_flight: self.in_flight as u64,
+            dead_letters: self.dead_letters,
+            bytes: self.bytes,
+            oldest_age,
+        });
+    }
+}
+
 /// A durable queue of verified events; see the [module docs](self).
 pub trait Inbox: Clone + Send + Sync + 'static {
     /// Commits a delivery's events (repeats dropped) and returns once they
@@ -620,6 +639,17 @@ pub trait Inbox: Clone + Send + Sync + 'static {
     /// Closes the inbox: consumers waiting in [`Inbox::next`] get `None`
     /// and appends fail. What is stored stays stored.
     fn close(&self);
+
+    /// Whether the inbox takes commits now, for readiness probes (the
+    /// receiver's [`check_ready`](crate::receiver::Receiver::check_ready)).
+    /// [`FileInbox`] checks that its file is still the one it opened and
+    /// commits an empty transaction (sharing the flush of concurrent
+    /// deliveries); [`MemoryInbox`] only that it is open; a database inbox
+    /// that the database answers and is not a read-only standby. The
+    /// default says ready.
+    fn check_ready(&self) -> impl Future<Output = Result<(), InboxError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The key that recognises a repeated event; the one place its rule is

@@ -375,6 +375,11 @@ impl PostgresInbox {
             )
             .await
             .map_err(storage)?;
+        // Every row carries the same two counts.
+        if let Some(first) = rows.first() {
+            crate::metrics::dead_lettered(first.get::<_, i64>(6) as u64);
+            crate::metrics::lease_expired(first.get::<_, i64>(9) as u64);
+        }
         let mut buried = false;
         let mut items = Vec::with_capacity(rows.len());
         let acker: Arc<dyn Acknowledge> = Arc::new(self.clone());
@@ -408,9 +413,11 @@ impl PostgresInbox {
 /// Claims up to `$1` claimable events, oldest first, under the lease token
 /// `$4` for `$3` seconds; those already handed out `$2` times move to the
 /// dead letters instead. One row per claimed event (or one without an
-/// event when none was claimed), each with how many moved.
+/// event when none was claimed), each with how many moved and how many of
+/// those picked had a lease that expired (a token still set: a backoff
+/// after a release has none).
 const CLAIM: &str = "WITH picked AS (
-        SELECT id FROM asana_webhooks_inbox
+        SELECT id, lease_token IS NOT NULL AS expired FROM asana_webhooks_inbox
         WHERE leased_until IS NULL OR leased_until < now()
         ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED),
     spent AS (
@@ -431,8 +438,10 @@ const CLAIM: &str = "WITH picked AS (
             (extract(epoch from i.received_at) * 1000)::bigint AS received_ms,
             i.event, i.attempts, i.source, i.resource)
     SELECT c.id, c.target, c.webhook_gid, c.received_ms, c.event, c.attempts, b.n,
-        c.source, c.resource
-    FROM (SELECT count(*) AS n FROM buried) b LEFT JOIN claimed c ON true
+        c.source, c.resource, e.n
+    FROM (SELECT count(*) AS n FROM buried) b
+    CROSS JOIN (SELECT count(*) AS n FROM picked WHERE expired) e
+    LEFT JOIN claimed c ON true
     ORDER BY c.id";
 
 /// Sends one NOTIFY for every burst of appends, outside their transactions:
@@ -571,13 +580,32 @@ impl Acknowledge for PostgresInbox {
             match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
                 (0, _) => Err(InboxError::LeaseLost { id, attempt }),
                 (_, 0) => Ok(Released::Retrying { after }),
-                _ => Ok(Released::DeadLettered),
+                (_, moved) => {
+                    crate::metrics::dead_lettered(moved as u64);
+                    Ok(Released::DeadLettered)
+                }
             }
         })
     }
 }
 
 impl Inbox for PostgresInbox {
+    async fn check_ready(&self) -> Result<(), InboxError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(InboxError::Closed);
+        }
+        let client = self.inner.pool.get().await.map_err(storage)?;
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(storage)?
+            .get(0);
+        if standby {
+            return Err(storage("the database is a read-only standby (in recovery)"));
+        }
+        Ok(())
+    }
+
     async fn append(&self, delivery: VerifiedDelivery) -> Result<Appended, InboxError> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(InboxError::Closed);

@@ -378,6 +378,12 @@ async fn describe(
 }
 
 impl SecretStore for PostgresSecretStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute("SELECT 1", &[]).await.map_err(backend)?;
+        Ok(())
+    }
+
     async fn open_registration(
         &self,
         target: &TargetKey,

@@ -12,6 +12,7 @@ use super::{ErasedInbox, Notification, Receiver, Sink};
 use crate::event::parse_delivery;
 use crate::hook_secret::HookSecret;
 use crate::inbox::{InboxError, VerifiedDelivery};
+use crate::metrics::{self, Delivered, Handshake, Refused, Unavailable};
 use crate::secrets::{HandshakeVerdict, SecretStore, StoredSecret, TargetKey};
 use crate::signature::{SECRET_HEADER, SIGNATURE_HEADER, Signature};
 
@@ -44,12 +45,20 @@ fn retry_later(text: &'static str, seconds: &'static str) -> Response {
     response
 }
 
+/// The secret store failed: a delivery is answered 503 (recorded here) and
+/// so is a handshake (recorded by the caller as a handshake).
 fn store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> Response {
     tracing::error!(%target, %error, "secret store failed during a request");
     retry_later("the secret store is unavailable\n", "5")
 }
 
+fn delivery_store_unavailable(target: &TargetKey, error: &crate::secrets::StoreError) -> Response {
+    metrics::unavailable(Unavailable::SecretStore);
+    store_unavailable(target, error)
+}
+
 fn too_large() -> Response {
+    metrics::refused(Refused::TooLarge);
     unread(answer(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body exceeds the receiver's limit\n",
@@ -76,6 +85,7 @@ pub(super) async fn handle<S: SecretStore>(
     body: Body,
 ) -> Response {
     if method != Method::POST {
+        metrics::refused(Refused::MethodNotAllowed);
         return unread(answer(
             StatusCode::METHOD_NOT_ALLOWED,
             "webhook endpoints accept POST only\n",
@@ -113,6 +123,7 @@ async fn handshake<S: SecretStore>(
         .map(HookSecret::new)
     else {
         refusal!(HANDSHAKE_REFUSED, %target, "refused a handshake whose secret Asana would not send (empty, too long or odd characters)");
+        metrics::handshake(Handshake::InvalidSecret);
         return unread(answer(
             StatusCode::BAD_REQUEST,
             "X-Hook-Secret is not a secret Asana would send\n",
@@ -120,6 +131,11 @@ async fn handshake<S: SecretStore>(
     };
     match inner.store.accept_handshake(target, &secret).await {
         Ok(HandshakeVerdict::Accepted { suspicious }) => {
+            metrics::handshake(if suspicious {
+                Handshake::Suspicious
+            } else {
+                Handshake::Accepted
+            });
             if suspicious {
                 refusal!(HANDSHAKE_SUSPICIOUS, %target, "more handshakes than registrations in flight for this target: someone other than Asana may be sending them; only the secret Asana's 201 answer confirms will be trusted");
             } else {
@@ -128,6 +144,7 @@ async fn handshake<S: SecretStore>(
         }
         Ok(HandshakeVerdict::Flooded) => {
             refusal!(HANDSHAKE_SUSPICIOUS, %target, "refused a handshake: too many arrived for this target's registrations (a flood?)");
+            metrics::handshake(Handshake::Flooded);
             return unread(retry_later(
                 "too many handshakes for this target, retry later\n",
                 "5",
@@ -144,17 +161,23 @@ async fn handshake<S: SecretStore>(
                 secret: secret.clone(),
             };
             if let Err(e) = inner.store.save(record).await {
+                metrics::handshake(Handshake::StoreUnavailable);
                 return store_unavailable(target, &e);
             }
+            metrics::handshake(Handshake::OutsideWindow);
         }
         Ok(_) => {
             refusal!(HANDSHAKE_REFUSED, %target, "refused a handshake: no webhook registration is in flight for this target");
+            metrics::handshake(Handshake::NoRegistration);
             return unread(answer(
                 StatusCode::FORBIDDEN,
                 "no webhook registration is in flight for this target\n",
             ));
         }
-        Err(e) => return store_unavailable(target, &e),
+        Err(e) => {
+            metrics::handshake(Handshake::StoreUnavailable);
+            return store_unavailable(target, &e);
+        }
     }
     let mut response = StatusCode::OK.into_response();
     let mut echoed =
@@ -191,12 +214,16 @@ async fn read_body<S: SecretStore>(
     match tokio::time::timeout(inner.limits.body_read_timeout, collect).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Ok(Err(_)) => Err(BodyError::Answer(unread(answer(
-            StatusCode::BAD_REQUEST,
-            "the body could not be read\n",
-        )))),
+        Ok(Err(_)) => {
+            metrics::refused(Refused::UnreadableBody);
+            Err(BodyError::Answer(unread(answer(
+                StatusCode::BAD_REQUEST,
+                "the body could not be read\n",
+            ))))
+        }
         Err(_) => {
             refusal!(SLOW_BODY, %target, "a request body was not sent within the read timeout");
+            metrics::refused(Refused::SlowBody);
             Err(BodyError::Answer(unread(answer(
                 StatusCode::REQUEST_TIMEOUT,
                 "the body was not sent in time\n",
@@ -244,6 +271,7 @@ async fn delivery<S: SecretStore>(
         Ok(signature) => signature,
         Err(e) => {
             refusal!(UNSIGNED, %target, error = %e, "refused a delivery");
+            metrics::refused(Refused::Unsigned);
             return unread(answer(
                 StatusCode::UNAUTHORIZED,
                 "invalid X-Hook-Signature\n",
@@ -252,7 +280,7 @@ async fn delivery<S: SecretStore>(
     };
     let mut stored = match store.secrets_for(&target).await {
         Ok(stored) => stored,
-        Err(e) => return store_unavailable(&target, &e),
+        Err(e) => return delivery_store_unavailable(&target, &e),
     };
     let mut pending = None;
     if stored.is_empty() {
@@ -263,17 +291,18 @@ async fn delivery<S: SecretStore>(
                 // stored one between the two reads: look again.
                 stored = match store.fresh_secrets_for(&target).await {
                     Ok(stored) => stored,
-                    Err(e) => return store_unavailable(&target, &e),
+                    Err(e) => return delivery_store_unavailable(&target, &e),
                 };
                 if stored.is_empty() {
                     refusal!(UNKNOWN_TARGET, %target, "refused a delivery: no secret is known for this target");
+                    metrics::refused(Refused::UnknownTarget);
                     return unread(answer(
                         StatusCode::UNAUTHORIZED,
                         "no webhook secret is known for this target\n",
                     ));
                 }
             }
-            Err(e) => return store_unavailable(&target, &e),
+            Err(e) => return delivery_store_unavailable(&target, &e),
         }
     }
     // With only pending secrets, only a heartbeat can verify: read no more
@@ -302,7 +331,7 @@ async fn delivery<S: SecretStore>(
             Some(pending) => pending,
             None => match store.pending_secrets(&target).await {
                 Ok(secrets) => secrets,
-                Err(e) => return store_unavailable(&target, &e),
+                Err(e) => return delivery_store_unavailable(&target, &e),
             },
         };
         if pending.iter().any(|s| signature.verify(s, &body).is_ok()) {
@@ -314,7 +343,7 @@ async fn delivery<S: SecretStore>(
         // the first read, storing the secret this delivery is signed with.
         let now = match store.fresh_secrets_for(&target).await {
             Ok(now) => now,
-            Err(e) => return store_unavailable(&target, &e),
+            Err(e) => return delivery_store_unavailable(&target, &e),
         };
         let new: Vec<StoredSecret> = now
             .into_iter()
@@ -332,6 +361,7 @@ async fn delivery<S: SecretStore>(
     let (webhook_gid, resource) = match verified {
         None => {
             refusal!(BAD_SIGNATURE, %target, "refused a delivery: the signature matches no secret of this target");
+            metrics::refused(Refused::BadSignature);
             return unread(answer(
                 StatusCode::UNAUTHORIZED,
                 "invalid X-Hook-Signature\n",
@@ -352,6 +382,7 @@ async fn delivery<S: SecretStore>(
 
 fn not_json(target: &TargetKey, webhook_gid: Option<&str>, error: &serde_json::Error) -> Response {
     tracing::error!(%target, webhook_gid = webhook_gid.unwrap_or("-"), %error, "a verified delivery is not JSON");
+    metrics::refused(Refused::NotJson);
     unread(answer(StatusCode::BAD_REQUEST, "the body is not JSON\n"))
 }
 
@@ -359,6 +390,7 @@ fn not_confirmed(target: &TargetKey) -> Response {
     // Anyone can send a handshake while a registration is in flight;
     // until Asana's answer confirms the secret, its events wait.
     tracing::info!(%target, "events signed with a secret not yet confirmed: answering 503 so that Asana delivers them again");
+    metrics::unavailable(Unavailable::NotConfirmed);
     retry_later("the webhook's secret is not confirmed yet\n", "2")
 }
 
@@ -390,20 +422,30 @@ async fn commit_delivery(
         inbox.append(delivery).await.map(|a| Some((target, a)))
     };
     match result {
-        Ok(appended) => {
-            if let Some((target, appended)) = appended
-                && appended.duplicates > 0
-            {
+        Ok(None) => {
+            metrics::delivered(Delivered::Heartbeat);
+            StatusCode::OK.into_response()
+        }
+        Ok(Some((target, appended))) => {
+            if appended.duplicates > 0 {
                 tracing::debug!(%target, duplicates = appended.duplicates, added = appended.added, "dropped repeated events");
             }
+            metrics::delivered(if appended.added > 0 {
+                Delivered::Accepted
+            } else {
+                Delivered::Duplicate
+            });
+            metrics::events(appended.added, appended.duplicates);
             StatusCode::OK.into_response()
         }
         Err(full @ InboxError::Full { .. }) => {
             tracing::warn!(%full, "inbox full: answering 503 so that Asana retries");
+            metrics::unavailable(Unavailable::InboxFull);
             retry_later("receiver busy, retry later\n", "5")
         }
         Err(e) => {
             tracing::error!(error = %e, "could not commit a delivery: answering 503 so that Asana retries");
+            metrics::unavailable(Unavailable::InboxFailed);
             retry_later("the delivery could not be stored\n", "5")
         }
     }
@@ -435,14 +477,31 @@ fn queue_delivery(
             undecoded: parsed.undecoded,
         }
     };
+    let delivered = match &notification {
+        Notification::Events {
+            events, undecoded, ..
+        } => Some(events.len() + undecoded.len()),
+        _ => None,
+    };
     match queue.try_send(notification) {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(()) => {
+            match delivered {
+                Some(events) => {
+                    metrics::delivered(Delivered::Accepted);
+                    metrics::events(events, 0);
+                }
+                None => metrics::delivered(Delivered::Heartbeat),
+            }
+            StatusCode::OK.into_response()
+        }
         Err(TrySendError::Full(_)) => {
             tracing::warn!("delivery queue full: answering 503 so that Asana retries");
+            metrics::unavailable(Unavailable::QueueFull);
             retry_later("receiver busy, retry later\n", "5")
         }
         Err(TrySendError::Closed(_)) => {
             tracing::error!("nobody reads the delivery queue any more: answering 503");
+            metrics::unavailable(Unavailable::QueueClosed);
             retry_later("receiver shutting down\n", "5")
         }
     }

@@ -30,7 +30,17 @@
 //! the notification names the webhook whose secret matched.
 //!
 //! Refusals are logged at `debug`, with a `warn` at most every 10 seconds
-//! per kind of refusal, so a flood of junk cannot flood the log.
+//! per kind of refusal, so a flood of junk cannot flood the log. Every
+//! answer is counted ([`crate::metrics`]): 200s by outcome, 4xx and 503s
+//! by reason, handshakes by outcome.
+//!
+//! # Health
+//!
+//! [`Receiver::health_router`] answers `/livez` and `/readyz` for probes,
+//! on a listener of its own (any path of the receiver may be a target);
+//! [`Receiver::check_ready`] is the readiness check behind it: the serve
+//! loop runs, the secret store is reachable and writable, the inbox takes
+//! commits.
 //!
 //! # Serving
 //!
@@ -59,8 +69,11 @@
 //! Asana delivers again later.
 
 mod handler;
+mod health;
 mod limited_log;
 mod serve;
+
+pub use health::{DEFAULT_PROBE_TIMEOUT, NotReady};
 
 use std::sync::Arc;
 
@@ -285,6 +298,7 @@ impl<S: SecretStore> ReceiverBuilder<S> {
                 accept_handshakes_outside_window: self.accept_handshakes_outside_window,
                 limits: self.limits,
                 sink,
+                serving: health::Serving::default(),
             }),
         }
     }
@@ -333,6 +347,7 @@ struct Inner<S> {
     accept_handshakes_outside_window: bool,
     limits: Limits,
     sink: Sink,
+    serving: health::Serving,
 }
 
 /// Where verified deliveries go.
@@ -361,6 +376,7 @@ pub(crate) trait ErasedInbox: Send + Sync {
         target: &'a TargetKey,
         webhook_gid: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), InboxError>>;
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), InboxError>>;
 }
 
 impl<I: Inbox> ErasedInbox for I {
@@ -374,6 +390,10 @@ impl<I: Inbox> ErasedInbox for I {
         webhook_gid: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), InboxError>> {
         Box::pin(Inbox::heartbeat(self, target, webhook_gid))
+    }
+
+    fn check_ready(&self) -> BoxFuture<'_, Result<(), InboxError>> {
+        Box::pin(Inbox::check_ready(self))
     }
 }
 
@@ -435,6 +455,8 @@ impl<S: SecretStore> Receiver<S> {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.inner.limits;
+        // Liveness says whether this loop still runs (a panic included).
+        let _serving = self.inner.serving.start();
         serve::serve(listener, self.router(), limits, shutdown).await
     }
 }

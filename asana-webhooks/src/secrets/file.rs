@@ -303,6 +303,23 @@ impl Inner {
 }
 
 impl SecretStore for FileSecretStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let store = self.clone();
+        blocking(move || {
+            store.refresh()?;
+            // Every write creates a file beside this one and renames it:
+            // try the first half (a leftover is removed at the next open).
+            let probe = atomic_file::temp_path(&store.inner.path);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&probe)
+                .map_err(|e| io_error(&probe, e))?;
+            std::fs::remove_file(&probe).map_err(|e| io_error(&probe, e))
+        })
+        .await
+    }
+
     async fn open_registration(
         &self,
         target: &TargetKey,

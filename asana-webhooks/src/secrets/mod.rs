@@ -430,6 +430,16 @@ pub trait SecretStore: Clone + Send + Sync + 'static {
         let _ = target;
         async { Ok(None) }
     }
+
+    /// Whether the store can serve the receiver now: its storage answers
+    /// and takes writes. For readiness probes (the receiver's
+    /// `check_ready`), so cheap:
+    /// a file store reads its file if it changed and creates and removes a
+    /// file beside it; a database store runs one trivial query. Stores
+    /// held in memory are always ready (the default).
+    fn check_ready(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The span of time in which handshakes for a target were echoed without

@@ -56,6 +56,28 @@ pub enum HealthState {
 }
 
 impl HealthState {
+    /// Every state.
+    pub(crate) const ALL: [HealthState; 6] = [
+        HealthState::Healthy,
+        HealthState::Failing,
+        HealthState::AboutToBeDeleted,
+        HealthState::Silent,
+        HealthState::Gone,
+        HealthState::UnknownSecret,
+    ];
+
+    /// Its name in JSON, and its label value in [`crate::metrics`].
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::Failing => "failing",
+            HealthState::AboutToBeDeleted => "about_to_be_deleted",
+            HealthState::Silent => "silent",
+            HealthState::Gone => "gone",
+            HealthState::UnknownSecret => "unknown_secret",
+        }
+    }
+
     /// Whether an operator must act (or the watch repairs it).
     pub fn is_bad(self) -> bool {
         !matches!(self, HealthState::Healthy)
@@ -243,6 +265,16 @@ fn excerpt(content: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metric_labels_are_the_json_names() {
+        for state in HealthState::ALL {
+            assert_eq!(
+                serde_json::to_value(state).unwrap(),
+                serde_json::Value::from(state.label())
+            );
+        }
+    }
 
     fn t(hours: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap() + chrono::Duration::hours(hours)

@@ -339,8 +339,13 @@ async fn run<S: SecretStore + RecoveryStore, I: Inbox>(
     loop {
         ticks.tick().await;
         let report = match watch.check().await {
-            Ok(report) => report,
+            Ok(report) => {
+                crate::metrics::watch_check(true);
+                record_states(&report);
+                report
+            }
             Err(e) => {
+                crate::metrics::watch_check(false);
                 tracing::error!(workspace = %watch.workspace, error = %e, "the webhook health check failed; the next one runs at the next interval");
                 continue;
             }
@@ -398,6 +403,21 @@ fn announce_repair(outcome: &RepairOutcome) {
         }
         RepairOutcome::NotHere => {}
     }
+}
+
+/// Sets the gauge of webhooks per state from a report, every state
+/// included (one that empties reads 0).
+fn record_states(report: &HealthReport) {
+    let mut counts: Vec<(&'static str, u64)> = HealthState::ALL
+        .iter()
+        .map(|state| (state.label(), 0))
+        .collect();
+    for health in &report.webhooks {
+        if let Some(count) = counts.iter_mut().find(|(l, _)| *l == health.state.label()) {
+            count.1 += 1;
+        }
+    }
+    crate::metrics::watched_webhooks(&counts);
 }
 
 /// One structured event per change: warn or error for the bad states.

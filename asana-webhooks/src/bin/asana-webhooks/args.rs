@@ -171,6 +171,11 @@ pub struct Listen {
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
+    /// Serve Prometheus metrics at /metrics, and the liveness (/livez) and
+    /// readiness (/readyz) probes, on this address: a listener of its own,
+    /// apart from the webhook listener's (keep it private).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
     /// Create (or reuse) a webhook on this resource through the handshake;
     /// give it several times for several webhooks on one target.
     #[arg(long = "resource", value_name = "GID", requires = "target")]

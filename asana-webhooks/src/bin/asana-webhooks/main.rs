@@ -5,6 +5,7 @@
 //! 5 `events`: the sync token expired (a gap).
 
 mod args;
+mod metrics_server;
 mod print;
 
 use std::collections::BTreeSet;
@@ -312,11 +313,36 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
     inbox: I,
     location: String,
 ) -> Result<(), Failure> {
+    // Installed first, so that the webhooks' creation is counted too.
+    let metrics = match &args.metrics_addr {
+        Some(addr) => {
+            let handle = metrics_server::install().map_err(other)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| other(format!("--metrics-addr {addr}: {e}")))?;
+            Some((handle, listener))
+        }
+        None => None,
+    };
     let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .map_err(other)?;
     tracing::info!(addr = %listener.local_addr().map_err(other)?, inbox = %location, "listening");
+    // Aborted when this function returns (the task's handle is dropped
+    // only after the receiver stopped, so /readyz says so meanwhile).
+    let _metrics_server = match metrics {
+        Some((handle, metrics_listener)) => {
+            tracing::info!(addr = %metrics_listener.local_addr().map_err(other)?, "serving /metrics, /livez and /readyz");
+            Some(AbortOnDrop(metrics_server::spawn(
+                metrics_listener,
+                handle,
+                &receiver,
+                inbox.clone(),
+            )))
+        }
+        None => None,
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stop = Arc::new(stop);
     let mut server_stopped = stopped.clone();
@@ -491,6 +517,15 @@ async fn events(cli: &Cli, resource: &str, since: Option<&str>) -> Result<(), Fa
         eprintln!("sync: {token}");
     }
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Creates (or finds) the webhook of each `--resource`, printing a line for
