@@ -21,7 +21,13 @@
 //!    delivery to an `inbox` first (both behind the default `receiver`
 //!    feature); your code takes events from the inbox and acknowledges each
 //!    once handled (at least once).
-//! 3. **Manage** webhooks: list them page by page
+//! 3. **Keep them alive**: a [`watch::Watch`] reads Asana's bookkeeping on
+//!    a schedule, reports each webhook's health, and creates again a
+//!    webhook Asana deleted, recording the **gap** in which nothing was
+//!    delivered; a [`catchup::CatchUp`] reads what webhooks missed (dropped
+//!    deliveries, gaps) from Asana's Events API into the same inbox, where
+//!    an event that arrives both ways is handed out once.
+//! 4. **Manage** webhooks: list them page by page
 //!    ([`Client::get_webhooks`], with the next page's offset never hidden),
 //!    read one, replace its filters, delete it.
 //!
@@ -56,7 +62,7 @@
 //!     .await?;
 //! let gid = created.webhook.gid.clone().unwrap_or_default();
 //!
-//! // 3. Manage: pages keep their `next_page`; streams walk them all.
+//! // 4. Manage: pages keep their `next_page`; streams walk them all.
 //! let page = client
 //!     .get_webhooks("1331")
 //!     .limit(100)
@@ -123,7 +129,8 @@
 //!
 //! ```text
 //! sandbox            a local Asana for tests and demos (feature `sandbox`)
-//! watch              webhook health: Asana's bookkeeping beside the receiver's
+//! catchup            the Events API read into the inbox: what webhooks missed
+//! watch              webhook health; gone webhooks created again, gaps recorded
 //! receiver           the axum server: handshakes, verification, inbox commits
 //! postgres           PostgreSQL secret store and inbox (feature `postgres`)
 //! inbox              where verified events wait: engine, memory, file (redb)
@@ -137,7 +144,7 @@
 //! error              Error, ApiError, HandshakeError
 //! auth               token sources: a fixed token, or OAuth refresh (oauth2)
 //! retry              retry policy, concurrency limits, which answers to retry
-//! secrets            SecretStore: memory and file stores, atomic files
+//! secrets            SecretStore, RecoveryStore (gaps, leases, sync tokens): memory and file
 //! signature          X-Hook-Signature: HMAC-SHA256 of the raw body
 //! event              typed deliveries and events
 //! identity           what makes an event the same in webhook and Events API shape

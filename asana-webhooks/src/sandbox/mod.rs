@@ -44,6 +44,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accounting;
 mod clock;
 mod emit;
 mod failure;
@@ -61,9 +62,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use accounting::ApiRequests;
 pub use model::EmittedEvent;
 pub use oauth::OAuthCounts;
-pub use routes::ApiRequests;
 
 /// The objects every sandbox starts with, at fixed gids.
 pub mod seed {

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::accounting::ApiRequests;
 use super::clock::Clock;
 use super::emit::Emission;
 use super::failure::Failure;
@@ -21,7 +22,6 @@ use super::model::{
 };
 use super::offsets;
 use super::render;
-use super::routes::ApiRequests;
 use super::rules;
 use super::stream::{self, Streams};
 use crate::hook_secret::HookSecret;
