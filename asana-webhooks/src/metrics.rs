@@ -25,6 +25,11 @@
 //! | `asana_webhooks_api_rate_limited_total` | counter | `operation` | 429 answers from Asana |
 //! | `asana_webhooks_watched_webhooks` | gauge | `state`: `healthy`, `failing`, `about_to_be_deleted`, `silent`, `gone`, `unknown_secret` | webhooks per health state at the watch's last check |
 //! | `asana_webhooks_watch_checks_total` | counter | `outcome`: `ok`, `failed` | health checks run by the watch |
+//! | `asana_webhooks_repairs_total` | counter | `outcome`: `recreated`, `impossible`, `failed` | webhooks the watch tried to create again (another instance's repairs are not counted here) |
+//! | `asana_webhooks_gaps_total` | counter | `cause`: `webhook_gone`, `unknown_secret_replaced`, `sync_token_expired` | gaps recorded by this process |
+//! | `asana_webhooks_gaps_settled_total` | counter | `status`: `recovered`, `unrecoverable` | gaps whose events the catch-up recovered, or found it cannot |
+//! | `asana_webhooks_catch_up_events_total` | counter | `outcome`: `added`, `duplicate` | events read from the Events API: new to the inbox, or delivered already |
+//! | `asana_webhooks_catch_up_runs_total` | counter | `outcome`: `ok`, `not_followable`, `failed` | catch-ups of one resource |
 //!
 //! The three inbox gauges are set by `inbox::InboxStats::record_metrics`
 //! (feature `receiver`): call it with `Inbox::stats` on a timer, or just
@@ -69,6 +74,19 @@ pub const API_RETRIES: &str = "asana_webhooks_api_retries_total";
 pub const API_RATE_LIMITED: &str = "asana_webhooks_api_rate_limited_total";
 /// Webhooks per health state at the watch's last check.
 pub const WATCHED_WEBHOOKS: &str = "asana_webhooks_watched_webhooks";
+/// Webhooks the watch tried to create again, by `outcome`.
+pub const REPAIRS: &str = "asana_webhooks_repairs_total";
+/// Gaps recorded, by `cause`.
+pub const GAPS: &str = "asana_webhooks_gaps_total";
+/// Gaps settled by the catch-up, by `status`.
+pub const GAPS_SETTLED: &str = "asana_webhooks_gaps_settled_total";
+/// Events read from the Events API, by `outcome`.
+pub const CATCH_UP_EVENTS: &str = "asana_webhooks_catch_up_events_total";
+/// Catch-ups of one resource, by `outcome`.
+pub const CATCH_UP_RUNS: &str = "asana_webhooks_catch_up_runs_total";
+/// The label of a gap's cause.
+pub const LABEL_CAUSE: &str = "cause";
+
 /// Health checks run by the watch, by `outcome`.
 pub const WATCH_CHECKS: &str = "asana_webhooks_watch_checks_total";
 
@@ -156,6 +174,27 @@ pub fn describe() {
         WATCH_CHECKS,
         Unit::Count,
         "Webhook health checks run by the watch, by outcome."
+    );
+    describe_counter!(
+        REPAIRS,
+        Unit::Count,
+        "Webhooks the watch tried to create again: recreated, impossible (not stored as created), failed."
+    );
+    describe_counter!(GAPS, Unit::Count, "Gaps recorded, by cause.");
+    describe_counter!(
+        GAPS_SETTLED,
+        Unit::Count,
+        "Gaps the catch-up settled: recovered, or unrecoverable."
+    );
+    describe_counter!(
+        CATCH_UP_EVENTS,
+        Unit::Count,
+        "Events read from the Events API: added (missed by the webhook) or duplicate."
+    );
+    describe_counter!(
+        CATCH_UP_RUNS,
+        Unit::Count,
+        "Catch-ups of one resource: ok, not_followable, failed."
     );
 }
 
@@ -351,6 +390,33 @@ pub(crate) fn watched_webhooks(counts: &[(&'static str, u64)]) {
 /// A watch check that succeeded or failed.
 pub(crate) fn watch_check(ok: bool) {
     counter!(WATCH_CHECKS, LABEL_OUTCOME => if ok { "ok" } else { "failed" }).increment(1);
+}
+
+/// A repair's outcome: `recreated`, `impossible` or `failed`.
+pub(crate) fn repair(outcome: &'static str) {
+    counter!(REPAIRS, LABEL_OUTCOME => outcome).increment(1);
+}
+
+/// A gap recorded, by its cause's label.
+pub(crate) fn gap(cause: &'static str) {
+    counter!(GAPS, LABEL_CAUSE => cause).increment(1);
+}
+
+/// A gap settled: `recovered` or `unrecoverable`.
+pub(crate) fn gap_settled(status: &'static str) {
+    counter!(GAPS_SETTLED, LABEL_STATUS => status).increment(1);
+}
+
+/// One catch-up of a resource: its outcome, and the events it added and
+/// found delivered already.
+pub(crate) fn catch_up(outcome: &'static str, added: usize, duplicates: usize) {
+    counter!(CATCH_UP_RUNS, LABEL_OUTCOME => outcome).increment(1);
+    if added > 0 {
+        counter!(CATCH_UP_EVENTS, LABEL_OUTCOME => "added").increment(added as u64);
+    }
+    if duplicates > 0 {
+        counter!(CATCH_UP_EVENTS, LABEL_OUTCOME => "duplicate").increment(duplicates as u64);
+    }
 }
 
 #[cfg(test)]

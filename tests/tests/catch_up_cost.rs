@@ -32,9 +32,7 @@ async fn a_round_costs_one_request_per_resource_plus_one_per_100_events() {
     for resource in resources {
         catch_up = catch_up.resource(resource, key.clone());
     }
-    let calls = |since: &asana_webhooks::sandbox::ApiRequests| {
-        sandbox.api_requests().since(since)
-    };
+    let calls = |since: &asana_webhooks::sandbox::ApiRequests| sandbox.api_requests().since(since);
 
     // The first round starts each stream: one call (a 412 with a token).
     let before = sandbox.api_requests();
@@ -50,7 +48,11 @@ async fn a_round_costs_one_request_per_resource_plus_one_per_100_events() {
     }
     let idle = calls(&before);
     assert_eq!(idle.of("getEvents"), ROUNDS * resources.len() as u64);
-    assert_eq!(idle.total, idle.of("getEvents"), "no other request: {idle:?}");
+    assert_eq!(
+        idle.total,
+        idle.of("getEvents"),
+        "no other request: {idle:?}"
+    );
     let per_resource_round = idle.of("getEvents") as f64 / (ROUNDS as f64 * resources.len() as f64);
 
     // 250 events on the task, which the project's stream follows too:
@@ -80,7 +82,10 @@ async fn a_round_costs_one_request_per_resource_plus_one_per_100_events() {
     eprintln!(
         "measured: {per_resource_round} getEvents call per resource and idle round; {busy} calls for 250 events on 2 resources"
     );
-    eprintln!("| resources | idle requests an hour at {:?} | a minute |", DEFAULT_CATCH_UP_INTERVAL);
+    eprintln!(
+        "| resources | idle requests an hour at {:?} | a minute |",
+        DEFAULT_CATCH_UP_INTERVAL
+    );
     for resources in [1.0, 100.0, 1000.0] {
         let hourly = per_resource_round * resources * rounds_an_hour;
         eprintln!("| {resources} | {hourly} | {:.1} |", hourly / 60.0);

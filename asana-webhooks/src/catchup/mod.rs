@@ -185,6 +185,18 @@ impl<S: SecretStore + RecoveryStore, I: Inbox> CatchUp<S, I> {
         let target = target.unwrap_or_else(|| TargetKey::from_path_and_query("/"));
         let outcome =
             sync::catch_up(&self.client, &self.store, &self.inbox, resource, &target).await;
+        match &outcome {
+            Ok(run) => {
+                crate::metrics::catch_up("ok", run.added, run.duplicates);
+                if let Some(gap) = &run.gap {
+                    crate::metrics::gap(gap.cause.as_str());
+                }
+            }
+            Err(CatchUpError::NotFollowable { .. }) => {
+                crate::metrics::catch_up("not_followable", 0, 0)
+            }
+            Err(_) => crate::metrics::catch_up("failed", 0, 0),
+        }
         let settled = match &outcome {
             Ok(run) => self.settle(resource, Some(run), None).await,
             Err(e @ CatchUpError::NotFollowable { .. }) => {
@@ -271,6 +283,10 @@ impl<S: SecretStore + RecoveryStore, I: Inbox> CatchUp<S, I> {
                 .await
                 .is_ok()
             {
+                crate::metrics::gap_settled(match status {
+                    GapStatus::Recovered { .. } => "recovered",
+                    _ => "unrecoverable",
+                });
                 gap.status = status;
                 settled.push(gap);
             }

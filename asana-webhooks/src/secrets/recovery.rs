@@ -70,6 +70,18 @@ pub enum GapCause {
     SyncTokenExpired,
 }
 
+impl GapCause {
+    /// Its name as in metrics and JSON: `webhook_gone`,
+    /// `unknown_secret_replaced` or `sync_token_expired`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GapCause::WebhookGone { .. } => "webhook_gone",
+            GapCause::UnknownSecretReplaced { .. } => "unknown_secret_replaced",
+            GapCause::SyncTokenExpired => "sync_token_expired",
+        }
+    }
+}
+
 /// Whether a gap's events were recovered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

@@ -371,12 +371,21 @@ async fn run<S: SecretStore + RecoveryStore, I: Inbox>(
             match outcome {
                 Ok(outcome) => {
                     backoff.succeeded(&health.gid);
+                    match &outcome {
+                        RepairOutcome::Recreated { gap, .. } => {
+                            crate::metrics::repair("recreated");
+                            crate::metrics::gap(gap.cause.as_str());
+                        }
+                        RepairOutcome::Impossible { .. } => crate::metrics::repair("impossible"),
+                        RepairOutcome::NotHere => {}
+                    }
                     announce_repair(&outcome);
                     if outcome != RepairOutcome::NotHere {
                         let _ = repairs.send(outcome);
                     }
                 }
                 Err(e) => {
+                    crate::metrics::repair("failed");
                     let wait = backoff.failed(&health.gid);
                     tracing::error!(gid = %health.gid, error = %e, retry_in = ?wait, "could not create the deleted webhook again; retrying later");
                 }
