@@ -1393,3 +1393,102 @@ fn listen_serves_metrics_and_probes_on_their_own_address() {
     let (status, _) = get(&runtime, &target.replace("/hooks/project", "/readyz"));
     assert_eq!(status, 405);
 }
+
+/// `listen` catches up what the sandbox's dropped deliveries missed: with
+/// a third of them lost, every triggered event is printed exactly once,
+/// those caught up marked `events_api`.
+#[test]
+fn listen_catches_up_dropped_deliveries_and_prints_each_event_once() {
+    let sandbox = Running::start(
+        &[
+            "sandbox",
+            "--addr",
+            "127.0.0.1:0",
+            "--drop-deliveries",
+            "0.3",
+            "--drop-seed",
+            "7",
+        ],
+        &[],
+    );
+    let banner = sandbox.line_with("--base-url");
+    let base_url = banner.rsplit(' ').next().unwrap().to_string();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let target = format!("http://{addr}/hooks/task");
+    let listener = Running::start_logged(
+        &[
+            "listen",
+            "--addr",
+            &addr,
+            "--resource",
+            TASK,
+            "--workspace",
+            WORKSPACE,
+            "--target",
+            &target,
+            "--secrets",
+            secrets.to_str().unwrap(),
+            "--catch-up-interval",
+            "1",
+        ],
+        &env,
+    );
+    listener.line_with("\"created\"");
+    const EVENTS: usize = 20;
+    let fields = ["due_on", "name", "notes", "assignee"];
+    for n in 0..EVENTS {
+        let field = fields[n % fields.len()];
+        let (code, out, err) = run(
+            &[
+                "trigger",
+                "--resource",
+                TASK,
+                "--action",
+                "changed",
+                "--field",
+                field,
+            ],
+            &env,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut by_source = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < EVENTS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = listener.lines.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "{} of {EVENTS} events printed within 60 s; stderr:\n{}",
+                seen.len(),
+                listener.stderr()
+            )
+        });
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if line.get("event").is_none() {
+            continue;
+        }
+        let identity = asana_webhooks::EventIdentity::of(&line["event"]);
+        *seen.entry(identity).or_insert(0) += 1;
+        *by_source
+            .entry(line["source"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+        assert_eq!(line["resource"], TASK);
+    }
+    // Two more catch-up intervals: nothing is printed twice.
+    let extra = listener.lines.recv_timeout(Duration::from_secs(3));
+    assert!(extra.is_err(), "printed again: {extra:?}");
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    let caught_up = by_source.get("events_api").copied().unwrap_or(0);
+    assert!(
+        caught_up > 0,
+        "a third dropped, some caught up: {by_source:?}"
+    );
+    assert_eq!(by_source.values().sum::<usize>(), EVENTS);
+}

@@ -705,3 +705,60 @@ async fn a_crash_between_committing_events_and_saving_the_token_repeats_and_lose
     assert_eq!(seen.distinct(), 7);
     assert_eq!(seen.duplicates(), 0, "the app saw each event once");
 }
+
+/// A webhook on a workspace cannot be caught up: the Events API follows
+/// tasks, projects and goals only. It is reported, and its gap marked
+/// unrecoverable, never skipped in silence.
+#[tokio::test]
+async fn a_resource_the_events_api_cannot_follow_is_reported_and_its_gap_unrecoverable() {
+    let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
+    let store = MemorySecretStore::new();
+    let key = TargetKey::from_path_and_query("/hooks/workspace");
+    let now = chrono::Utc::now();
+    let gap = Gap::open(
+        "webhook-gone:1",
+        seed::WORKSPACE,
+        GapCause::WebhookGone {
+            old_gid: "1".into(),
+            new_gid: "2".into(),
+        },
+        Some(now - chrono::Duration::hours(2)),
+        now,
+    );
+    store.record_gap(gap).await.unwrap();
+    let catch_up = CatchUp::new(
+        client(&sandbox),
+        store.clone(),
+        MemoryInbox::new(),
+        Vec::new(),
+    )
+    .resource(seed::WORKSPACE, key)
+    .interval(Duration::from_millis(200));
+    let report = catch_up.run_now(seed::WORKSPACE).await;
+    let error = report.outcome.unwrap().unwrap_err();
+    assert!(
+        matches!(error, CatchUpError::NotFollowable { .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("cannot be recovered"), "{error}");
+    let [settled] = &report.settled[..] else {
+        panic!("the gap is settled: {:?}", report.settled);
+    };
+    let GapStatus::Unrecoverable { reason } = &settled.status else {
+        panic!("{settled:?}");
+    };
+    assert!(reason.contains("task, project or goal"), "{reason}");
+    assert_eq!(store.gaps().await.unwrap()[0].status, settled.status);
+
+    // Running, it is listed among the resources that cannot be followed.
+    let handle = catch_up.spawn();
+    let started = Instant::now();
+    while handle.not_followable().is_empty() {
+        assert!(started.elapsed() < LIMIT, "never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        handle.not_followable().into_iter().collect::<Vec<_>>(),
+        [seed::WORKSPACE]
+    );
+}

@@ -55,6 +55,9 @@ pub fn event_line(item: &InboxItem) -> serde_json::Result<String> {
         id: u64,
         target: &'a str,
         webhook_gid: Option<&'a str>,
+        /// `webhook` or `events_api` (caught up).
+        source: &'static str,
+        resource: Option<&'a str>,
         attempt: u32,
         event: &'a RawValue,
     }
@@ -63,6 +66,8 @@ pub fn event_line(item: &InboxItem) -> serde_json::Result<String> {
         id: item.id(),
         target: item.target().as_str(),
         webhook_gid: item.webhook_gid(),
+        source: item.source().as_str(),
+        resource: item.resource(),
         attempt: item.attempt(),
         event: &event,
     })
