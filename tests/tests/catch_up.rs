@@ -762,3 +762,116 @@ async fn a_resource_the_events_api_cannot_follow_is_reported_and_its_gap_unrecov
         [seed::WORKSPACE]
     );
 }
+
+/// The receiver-down scenario with two PostgreSQL-backed instances behind
+/// a load balancer: both run the catch-up and the watch; the resource is
+/// polled once per interval, the webhook created again once, and every
+/// event reaches the app once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgresql_instances_lose_nothing_while_the_receiver_is_down_for_30_sandbox_hours() {
+    let db = Postgres::start();
+    let env = DayEnv::start().await;
+    let (a, b) = (pg_instance(&db).await, pg_instance(&db).await);
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let catch_ups = [&a, &b].map(|(store, inbox)| {
+        CatchUp::new(
+            env.client.clone(),
+            store.clone(),
+            inbox.clone(),
+            vec![env.key.clone()],
+        )
+        .resource(seed::TASK, env.key.clone())
+        .interval(INTERVAL)
+        .spawn()
+    });
+    let mut reports = catch_ups.each_ref().map(|h| h.subscribe());
+    until("the stream has begun", || {
+        let store = a.0.clone();
+        async move { store.sync_token(seed::TASK).await.unwrap().is_some() }
+    })
+    .await;
+    let listening = listen(env.addr, a.0.clone(), a.1.clone()).await;
+    let gid = create(&env.client, &a.0, &env.url).await;
+    env.sandbox.emit(change(0)).unwrap();
+    let mut seen = Seen::default();
+    until("the first event is delivered", || {
+        let inbox = b.1.clone();
+        async move { inbox.stats().await.unwrap().waiting > 0 }
+    })
+    .await;
+    drain(&b.1, &mut seen).await;
+    listening.stop().await;
+
+    let window = Instant::now();
+    let emitted = a_day_and_more_of_events(&env.sandbox, async || {}).await;
+    env.deleted(&gid).await;
+
+    let listening = listen(env.addr, a.0.clone(), a.1.clone()).await;
+    let watch = |store: &PostgresSecretStore, inbox: &PostgresInbox| {
+        Watch::new(
+            env.client.clone(),
+            seed::WORKSPACE,
+            store.clone(),
+            vec![env.key.clone()],
+        )
+        .inbox(inbox.clone())
+    };
+    let (wa, wb) = (watch(&a.0, &a.1), watch(&b.0, &b.1));
+    let (ra, rb) = tokio::join!(wa.check_and_repair(), wb.check_and_repair());
+    let recreated = [ra.unwrap().1, rb.unwrap().1]
+        .into_iter()
+        .flatten()
+        .filter(|(_, o)| matches!(o, Ok(RepairOutcome::Recreated { .. })))
+        .count();
+    assert_eq!(recreated, 1, "one instance creates it again");
+    for n in 0..3 {
+        env.sandbox.emit(change(n)).unwrap();
+    }
+    let total = 1 + emitted + 3;
+    let started = Instant::now();
+    while seen.distinct() < total && started.elapsed() < LIMIT {
+        drain(&b.1, &mut seen).await;
+    }
+    until("the gap is settled", || {
+        let store = b.0.clone();
+        async move {
+            store
+                .gaps()
+                .await
+                .unwrap()
+                .iter()
+                .all(|g| g.status != GapStatus::Open)
+        }
+    })
+    .await;
+    tokio::time::sleep(2 * INTERVAL).await;
+    drain(&b.1, &mut seen).await;
+    let elapsed = window.elapsed();
+    drop(catch_ups);
+    let mut polls = 0;
+    for receiver in &mut reports {
+        while let Ok(report) = receiver.try_recv() {
+            polls += usize::from(report.outcome.is_some());
+        }
+    }
+    let gaps = b.0.gaps().await.unwrap();
+    eprintln!(
+        "{polls} polls; by source {:?}; gaps {gaps:?}",
+        seen.by_source
+    );
+    assert_eq!(seen.distinct(), total, "losses");
+    assert_eq!(seen.duplicates(), 0, "duplicates");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert!(
+        matches!(gaps[0].status, GapStatus::Recovered { .. }),
+        "{gaps:?}"
+    );
+    // Polls over the whole test, whose window started a little after the
+    // first poll: at most one an interval, plus the start and the end.
+    let intervals = elapsed.as_secs_f64() / INTERVAL.as_secs_f64();
+    assert!(
+        (polls as f64) <= intervals + 4.0,
+        "{polls} polls in {intervals:.1} intervals"
+    );
+    listening.stop().await;
+}
