@@ -27,6 +27,28 @@
 //! are reported ([`CatchUpError::NotFollowable`]), once, and their gaps
 //! marked unrecoverable.
 //!
+//! With the [watch](crate::watch), a webhook created again is caught up
+//! at once:
+//!
+//! ```no_run
+//! # async fn run(client: asana_webhooks::Client, store: asana_webhooks::secrets::FileSecretStore,
+//! #              inbox: asana_webhooks::inbox::FileInbox) {
+//! use asana_webhooks::catchup::CatchUp;
+//! use asana_webhooks::secrets::TargetKey;
+//! use asana_webhooks::watch::{RepairOutcome, Watch};
+//!
+//! let target = TargetKey::from_url("https://hooks.example.com/asana").unwrap();
+//! let catch_up = CatchUp::new(client.clone(), store.clone(), inbox.clone(), vec![target.clone()]).spawn();
+//! let watch = Watch::new(client, "1331", store, vec![target]).inbox(inbox).spawn();
+//! let mut repairs = watch.repairs();
+//! while let Ok(repair) = repairs.recv().await {
+//!     if let RepairOutcome::Recreated { gap, .. } = repair {
+//!         catch_up.now(gap.resource);
+//!     }
+//! }
+//! # }
+//! ```
+//!
 //! **Cost.** One request per resource per interval when nothing happened,
 //! plus one per 100 events; at the default interval of 15 minutes, 4 an
 //! hour per resource: 4, 400 and 4,000 an hour for 1, 100 and 1,000

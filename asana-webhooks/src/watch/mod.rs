@@ -443,3 +443,30 @@ fn announce(from: Option<HealthState>, health: &WebhookHealth) {
         _ => tracing::error!(%gid, %from, %state, %why, %advice, "webhook health changed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_repair_waits_longer_each_time_up_to_the_cap_and_a_success_resets_it() {
+        let mut backoff = Backoff::default();
+        assert!(backoff.due("1"), "never tried: due");
+        let waits: Vec<Duration> = (0..9).map(|_| backoff.failed("1")).collect();
+        assert_eq!(waits[0], REPAIR_BACKOFF_FIRST);
+        assert_eq!(waits[1], REPAIR_BACKOFF_FIRST * 2);
+        assert_eq!(waits[2], REPAIR_BACKOFF_FIRST * 4);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*waits.last().unwrap(), REPAIR_BACKOFF_MAX, "capped");
+        assert!(!backoff.due("1"));
+        assert!(backoff.due("2"), "another webhook is not held back");
+        tokio::time::advance(REPAIR_BACKOFF_MAX).await;
+        assert!(backoff.due("1"));
+        backoff.succeeded("1");
+        assert_eq!(
+            backoff.failed("1"),
+            REPAIR_BACKOFF_FIRST,
+            "reset by a success"
+        );
+    }
+}
