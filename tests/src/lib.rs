@@ -5,6 +5,7 @@
 //! the target and fails the create unless the target echoes it. It signs
 //! deliveries with its own HMAC code, independent of the crate under test.
 
+pub mod listening;
 pub mod postgres;
 pub mod spec;
 

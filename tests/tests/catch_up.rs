@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use asana_webhooks::catchup::{CatchUp, CatchUpError};
 use asana_webhooks::inbox::{EventSource, FileInbox, Inbox, MemoryInbox};
 use asana_webhooks::postgres::{PostgresInbox, PostgresSecretStore};
-use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{EmittedEvent, Sandbox, seed};
 use asana_webhooks::secrets::{
     FileSecretStore, Gap, GapCause, GapStatus, HandshakeVerdict, MemorySecretStore, RecoveryStore,
@@ -22,12 +21,10 @@ use asana_webhooks::secrets::{
     UnconfirmedHandshake, UnrecordedSpan,
 };
 use asana_webhooks::watch::{RepairOutcome, Watch};
-use asana_webhooks::{Client, EventIdentity, HandshakeExt, HookSecret, RetryPolicy};
+use asana_webhooks::{Client, EventIdentity, HandshakeExt, HookSecret};
+use asana_webhooks_tests::listening::{LIMIT, free_addr, listen, sandbox_client, until};
 use asana_webhooks_tests::postgres::Postgres;
-use tokio::sync::oneshot;
 
-/// The longest any step may take, in real time.
-const LIMIT: Duration = Duration::from_secs(90);
 /// The seed of the sandbox's dropped deliveries (fixed, so a failure
 /// replays: `ASANA_WEBHOOKS_DROP_SEED` explores others).
 const DROP_SEED: u64 = 19;
@@ -41,15 +38,6 @@ fn drop_seed() -> u64 {
     seed
 }
 
-fn client(sandbox: &Sandbox) -> Client {
-    Client::builder()
-        .token("sandbox")
-        .base_url(sandbox.base_url())
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap()
-}
-
 /// The n-th event: a change of one of a few fields, so that events told
 /// apart only by their time are rare (the sandbox's clock gives each its
 /// own `created_at` too).
@@ -61,48 +49,6 @@ fn change(n: usize) -> EmittedEvent {
         parent: None,
         field: Some(FIELDS[n % FIELDS.len()].into()),
     }
-}
-
-struct Listening {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn listen<S: SecretStore, I: Inbox>(addr: SocketAddr, store: S, inbox: I) -> Listening {
-    let mut tries = 0;
-    let listener = loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => break listener,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                eprintln!("bind {addr}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot bind {addr} again: {e}"),
-        }
-    };
-    let receiver = Receiver::builder(store).build_with_inbox(inbox);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(receiver.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Listening { stop, task }
-}
-
-impl Listening {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("the listener stops")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn free_addr() -> SocketAddr {
-    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    probe.local_addr().unwrap()
 }
 
 /// What the app saw: each event's identity, how often, and from where.
@@ -155,7 +101,7 @@ async fn a_tenth_of_deliveries_dropped_every_one_of_1000_events_reaches_the_app_
         .start("127.0.0.1:0")
         .await
         .unwrap();
-    let client = client(&sandbox);
+    let client = sandbox_client(&sandbox);
     let dir = tempfile::tempdir().unwrap();
     let store = FileSecretStore::open(dir.path().join("secrets.json"))
         .await
@@ -214,15 +160,6 @@ async fn a_tenth_of_deliveries_dropped_every_one_of_1000_events_reaches_the_app_
     listening.stop().await;
 }
 
-/// Waits (bounded) until `done` says yes.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < LIMIT, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A receiver down over a sandbox day: one event per sandbox hour while
 /// its webhook fails and is deleted. Returns how many were emitted.
 async fn a_day_and_more_of_events(sandbox: &Sandbox, while_down: impl AsyncFnMut()) -> usize {
@@ -255,7 +192,7 @@ impl DayEnv {
         let addr = free_addr().await;
         let url = format!("http://{addr}/hooks/day");
         DayEnv {
-            client: client(&sandbox),
+            client: sandbox_client(&sandbox),
             sandbox,
             dir: tempfile::tempdir().unwrap(),
             key: TargetKey::from_url(&url).unwrap(),
@@ -486,7 +423,7 @@ async fn two_postgresql_instances_poll_each_resource_once_an_interval_and_lose_n
         .start("127.0.0.1:0")
         .await
         .unwrap();
-    let client = client(&sandbox);
+    let client = sandbox_client(&sandbox);
     let (a, b) = (pg_instance(&db).await, pg_instance(&db).await);
     let addr = free_addr().await;
     let url = format!("http://{addr}/hooks/shared");
@@ -659,8 +596,13 @@ async fn a_crash_between_committing_events_and_saving_the_token_repeats_and_lose
     };
     let inbox = MemoryInbox::new();
     let key = TargetKey::from_path_and_query("/hooks/task");
-    let catch_up = CatchUp::new(client(&sandbox), store.clone(), inbox.clone(), Vec::new())
-        .resource(seed::TASK, key);
+    let catch_up = CatchUp::new(
+        sandbox_client(&sandbox),
+        store.clone(),
+        inbox.clone(),
+        Vec::new(),
+    )
+    .resource(seed::TASK, key);
     assert!(
         catch_up
             .run_now(seed::TASK)
@@ -727,7 +669,7 @@ async fn a_resource_the_events_api_cannot_follow_is_reported_and_its_gap_unrecov
     );
     store.record_gap(gap).await.unwrap();
     let catch_up = CatchUp::new(
-        client(&sandbox),
+        sandbox_client(&sandbox),
         store.clone(),
         MemoryInbox::new(),
         Vec::new(),

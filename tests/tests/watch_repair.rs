@@ -5,33 +5,21 @@
 //! Two PostgreSQL-backed instances repairing at once create it once.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
+use asana_webhooks::HandshakeExt;
 use asana_webhooks::inbox::{FileInbox, Inbox};
 use asana_webhooks::postgres::{PostgresInbox, PostgresSecretStore};
-use asana_webhooks::receiver::Receiver;
 use asana_webhooks::sandbox::{EmittedEvent, Sandbox, seed};
 use asana_webhooks::secrets::{
     FileSecretStore, GapCause, GapStatus, RecoveryStore, SecretStore, TargetKey,
 };
 use asana_webhooks::watch::{HealthState, RepairOutcome, Watch};
-use asana_webhooks::{Client, HandshakeExt, RetryPolicy};
+use asana_webhooks_tests::listening::{LIMIT, free_addr, listen, sandbox_client, until};
 use asana_webhooks_tests::postgres::Postgres;
 use tokio::sync::oneshot;
 
 /// Sandbox seconds per real second: a sandbox day lasts 12 real seconds.
 const SCALE: f64 = 7200.0;
-/// The longest any step may take, in real time.
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn client(sandbox: &Sandbox) -> Client {
-    Client::builder()
-        .token("sandbox")
-        .base_url(sandbox.base_url())
-        .retry_policy(RetryPolicy::none())
-        .build()
-        .unwrap()
-}
 
 fn changed() -> EmittedEvent {
     EmittedEvent {
@@ -39,60 +27,6 @@ fn changed() -> EmittedEvent {
         action: "changed".into(),
         parent: None,
         field: Some("due_on".into()),
-    }
-}
-
-/// A receiver served on a fixed address until stopped, as a listener
-/// process would be.
-struct Listening {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn listen<S: SecretStore, I: Inbox>(addr: SocketAddr, store: S, inbox: I) -> Listening {
-    // The address was just released by the previous listener: bounded retries.
-    let mut tries = 0;
-    let listener = loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => break listener,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                eprintln!("bind {addr}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot bind {addr} again: {e}"),
-        }
-    };
-    let receiver = Receiver::builder(store).build_with_inbox(inbox);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(receiver.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    Listening { stop, task }
-}
-
-impl Listening {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(LIMIT, self.task)
-            .await
-            .expect("the listener stops")
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn free_addr() -> SocketAddr {
-    let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    probe.local_addr().unwrap()
-}
-
-/// Waits (bounded) until `done` says yes.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(started.elapsed() < LIMIT, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -114,7 +48,7 @@ async fn a_listener_down_for_more_than_a_day_gets_its_webhook_back_and_the_gap_r
         .start("127.0.0.1:0")
         .await
         .unwrap();
-    let client = client(&sandbox);
+    let client = sandbox_client(&sandbox);
     let dir = tempfile::tempdir().unwrap();
     let (secrets_path, inbox_path) = (dir.path().join("secrets.json"), dir.path().join("inbox"));
     let addr = free_addr().await;
@@ -257,7 +191,7 @@ async fn two_instances_on_postgresql_create_a_deleted_webhook_again_exactly_once
         .start("127.0.0.1:0")
         .await
         .unwrap();
-    let client = client(&sandbox);
+    let client = sandbox_client(&sandbox);
     let (a, b) = (instance(&db).await, instance(&db).await);
     // The load balancer sends the target to instance a; both share the
     // database, so b's watch sees the same secrets.
@@ -371,7 +305,7 @@ async fn foreign_receiver(addr: SocketAddr) -> (oneshot::Sender<()>, tokio::task
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_with_an_unknown_secret_is_replaced_only_when_opted_in() {
     let sandbox = Sandbox::builder().start("127.0.0.1:0").await.unwrap();
-    let client = client(&sandbox);
+    let client = sandbox_client(&sandbox);
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr().await;
     let url = format!("http://{addr}/hooks/unknown");
