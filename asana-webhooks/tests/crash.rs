@@ -93,16 +93,23 @@ fn start_listener(addr: &str, dir: &Path, printed: &Printed) -> Child {
     start_with(addr, &["--secrets", &secrets], printed)
 }
 
+/// The standard error of each listener started, by process id.
+static LOGS: std::sync::Mutex<std::collections::BTreeMap<u32, tempfile::NamedTempFile>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
 /// `listen --addr addr extra…`, its stdout lines collected into `printed`.
 fn start_with(addr: &str, extra: &[&str], printed: &Printed) -> Child {
+    // Its standard error, told when it does not stop in time.
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(BIN)
         .args(["listen", "--addr", addr])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log.reopen().unwrap()))
         .spawn()
         .unwrap();
+    LOGS.lock().unwrap().insert(child.id(), log);
     let stdout = child.stdout.take().unwrap();
     let printed = printed.clone();
     std::thread::spawn(move || {
@@ -144,7 +151,24 @@ fn stop(child: &mut Child, how: Stop) {
             }
             return;
         }
-        assert!(Instant::now() < deadline, "the listener did not stop");
+        if Instant::now() >= deadline {
+            let log = LOGS.lock().unwrap().remove(&child.id());
+            let text = log
+                .map(|l| std::fs::read_to_string(l.path()).unwrap_or_default())
+                .unwrap_or_default();
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "the listener did not stop within 20 s of {how:?}; the end of its stderr:\n{tail}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -753,7 +753,7 @@ impl Writer {
                     if delivery.source == super::EventSource::Webhook
                         && let Some(gid) = &delivery.webhook_gid
                     {
-                        batch.heartbeats.push((gid.clone(), now));
+                        heard(&mut batch.heartbeats, gid, now);
                     }
                     let mut appended = Appended::default();
                     let mut events = Vec::new();
@@ -794,7 +794,7 @@ impl Writer {
                     after.push(After::Append(reply, appended));
                 }
                 Op::Heartbeat(gid, reply) => {
-                    batch.heartbeats.push((gid, now));
+                    heard(&mut batch.heartbeats, &gid, now);
                     after.push(After::Done(reply));
                 }
                 Op::Probe(reply) => after.push(After::Done(reply)),
@@ -1047,6 +1047,15 @@ fn dead_record(shared: &Shared, id: u64, record: Attempts, now_ms: u64) -> Optio
         last_error: record.last_error,
         dead_at_ms: now_ms,
     })
+}
+
+/// Records that `gid` was heard from at `now`, once per webhook and batch:
+/// a burst of deliveries writes one row per webhook, not one per delivery.
+fn heard(heartbeats: &mut Vec<(String, u64)>, gid: &str, now: u64) {
+    match heartbeats.iter_mut().find(|(g, _)| g == gid) {
+        Some(entry) => entry.1 = entry.1.max(now),
+        None => heartbeats.push((gid.to_string(), now)),
+    }
 }
 
 #[cfg(test)]
