@@ -6,8 +6,8 @@
 //! There is no silent skip: without the server binaries the test fails and
 //! says what to install.
 //!
-//! The workspace's `tests` crate has the same server in
-//! `tests/src/postgres.rs` (see `mod.rs` here for why). Change both.
+//! The workspace's `tests` crate includes this file by path
+//! (`tests/src/postgres.rs`): it is the one copy of the server.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
