@@ -641,7 +641,7 @@ impl Refresher {
             },
             RequestTokenError::Request(HttpClientError::Reqwest(e)) => AuthError::Unreachable {
                 token_url: self.token_url.clone(),
-                message: chain(&e.without_url()),
+                message: crate::error_chain::source_chain(&e.without_url()),
             },
             RequestTokenError::Request(e) => AuthError::Unreachable {
                 token_url: self.token_url.clone(),
@@ -713,17 +713,6 @@ fn authorization(current: &Current) -> Authorization {
         header: current.header.clone(),
         generation: current.generation,
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 #[cfg(test)]

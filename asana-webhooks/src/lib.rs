@@ -149,7 +149,7 @@
 //! event              typed deliveries and events
 //! identity           what makes an event the same in webhook and Events API shape
 //! metrics            every metric's name and label, recorded through the `metrics` facade
-//! hook_secret, filter, wire_fixes   leaves: a secret, filters, query and header fixes
+//! hook_secret, filter, wire_fixes, error_chain   leaves: a secret, filters, query and header fixes, an error's causes
 //! ```
 //!
 //! # The generated layer
@@ -166,6 +166,7 @@ mod auth;
 pub mod catchup;
 mod client;
 mod error;
+mod error_chain;
 pub mod event;
 mod events;
 mod filter;

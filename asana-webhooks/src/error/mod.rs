@@ -39,7 +39,7 @@ pub enum Error {
     Auth(#[from] crate::auth::AuthError),
     /// The request never got an answer: connection refused, TLS failure,
     /// timeout, or the connection broke while the body was read.
-    #[error("could not reach Asana: {}", source_chain(.0))]
+    #[error("could not reach Asana: {}", crate::error_chain::source_chain(.0))]
     Transport(#[source] reqwest::Error),
     /// Creating a webhook through its handshake failed after Asana answered,
     /// or timed out.
@@ -97,17 +97,6 @@ impl Error {
             _ => false,
         }
     }
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// Awaits a generated operation, mapping its error into ours (see
