@@ -21,10 +21,10 @@
 //!    delivery to an `inbox` first (both behind the default `receiver`
 //!    feature); your code takes events from the inbox and acknowledges each
 //!    once handled (at least once).
-//! 3. **Keep them alive**: a [`watch::Watch`] reads Asana's bookkeeping on
+//! 3. **Keep them alive**: a `watch::Watch` reads Asana's bookkeeping on
 //!    a schedule, reports each webhook's health, and creates again a
 //!    webhook Asana deleted, recording the **gap** in which nothing was
-//!    delivered; a [`catchup::CatchUp`] reads what webhooks missed (dropped
+//!    delivered; a `catchup::CatchUp` reads what webhooks missed (dropped
 //!    deliveries, gaps) from Asana's Events API into the same inbox, where
 //!    an event that arrives both ways is handed out once.
 //! 4. **Manage** webhooks: list them page by page
