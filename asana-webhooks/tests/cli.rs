@@ -1492,3 +1492,52 @@ fn listen_catches_up_dropped_deliveries_and_prints_each_event_once() {
     );
     assert_eq!(by_source.values().sum::<usize>(), EVENTS);
 }
+
+/// `status` ends with the gaps recorded in the secrets file, with their
+/// bounds and whether they were caught up.
+#[test]
+fn status_reports_the_recorded_gaps() {
+    use asana_webhooks::secrets::{FileSecretStore, Gap, GapCause, GapStatus, RecoveryStore};
+    let (_sandbox, base_url) = sandbox();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let to = chrono::Utc::now();
+    runtime.block_on(async {
+        let store = FileSecretStore::open(&secrets).await.unwrap();
+        let cause = GapCause::WebhookGone {
+            old_gid: "1".into(),
+            new_gid: "2".into(),
+        };
+        let mut gap = Gap::open("webhook-gone:1", TASK, cause, None, to);
+        gap.status = GapStatus::Unrecoverable {
+            reason: "the stream began later".into(),
+        };
+        store.record_gap(gap).await.unwrap();
+    });
+    let args = [
+        "status",
+        "--workspace",
+        WORKSPACE,
+        "--secrets",
+        secrets.to_str().unwrap(),
+    ];
+    let (code, out, err) = run(&args, &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "gap webhook-gone:1 on resource {TASK} (webhook_gone): from the unknown start to {}; cannot be recovered: the stream began later",
+            to.to_rfc3339()
+        )),
+        "{out}"
+    );
+    let (code, out, err) = run(&[&args[..], &["--json"]].concat(), &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["gaps"][0]["id"], "webhook-gone:1");
+    assert_eq!(report["gaps"][0]["status"]["status"], "unrecoverable");
+}

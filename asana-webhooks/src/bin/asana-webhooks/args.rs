@@ -56,7 +56,9 @@ pub enum Command {
     },
     /// The health of the webhooks of a workspace: healthy, failing, about
     /// to be deleted, silent, gone, or unknown secret (not in the secrets
-    /// file), with Asana's delivery bookkeeping.
+    /// file), with Asana's delivery bookkeeping; then the gaps recorded in
+    /// the secrets file (when nothing was delivered, and whether it was
+    /// caught up).
     Status {
         /// The workspace gid.
         #[arg(long)]

@@ -143,7 +143,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .webhooks
                     .retain(|w| w.resource.as_deref() == Some(resource.as_str()));
             }
-            print::health(&report, *output);
+            let gaps = store.gaps().await.map_err(other)?;
+            print::health(&report, &gaps, *output);
         }
         Command::Get { gid, output } => {
             let webhook = client(&cli)?

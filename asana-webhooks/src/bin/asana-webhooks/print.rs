@@ -207,9 +207,15 @@ fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
 }
 
 /// The health table of `asana-webhooks status`.
-pub fn health(report: &asana_webhooks::watch::HealthReport, output: Output) {
+pub fn health(
+    report: &asana_webhooks::watch::HealthReport,
+    gaps: &[asana_webhooks::secrets::Gap],
+    output: Output,
+) {
     if output.json {
-        json_line(&serde_json::to_value(report).expect("a report serialises"));
+        let mut value = serde_json::to_value(report).expect("a report serialises");
+        value["gaps"] = serde_json::to_value(gaps).expect("gaps serialise");
+        json_line(&value);
         return;
     }
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
@@ -265,6 +271,31 @@ pub fn health(report: &asana_webhooks::watch::HealthReport, output: Output) {
         rows.len(),
         report.requests
     );
+    gap_lines(gaps);
+}
+
+/// The recorded gaps, one line each: when nothing was delivered, and
+/// whether its events were caught up.
+fn gap_lines(gaps: &[asana_webhooks::secrets::Gap]) {
+    use asana_webhooks::secrets::GapStatus;
+    for gap in gaps {
+        let from = gap
+            .from
+            .map_or_else(|| "the unknown start".to_string(), |f| f.to_rfc3339());
+        let status = match &gap.status {
+            GapStatus::Open => "not caught up yet".to_string(),
+            GapStatus::Recovered { at } => format!("caught up at {}", at.to_rfc3339()),
+            GapStatus::Unrecoverable { reason } => format!("cannot be recovered: {reason}"),
+            _ => "unknown status".to_string(),
+        };
+        println!(
+            "gap {} on resource {} ({}): from {from} to {}; {status}",
+            gap.id,
+            gap.resource,
+            gap.cause.as_str(),
+            gap.to.to_rfc3339()
+        );
+    }
 }
 
 /// One webhook with every field.
