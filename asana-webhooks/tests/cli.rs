@@ -1541,3 +1541,98 @@ fn status_reports_the_recorded_gaps() {
     assert_eq!(report["gaps"][0]["id"], "webhook-gone:1");
     assert_eq!(report["gaps"][0]["status"]["status"], "unrecoverable");
 }
+
+/// `listen` with the watch: a webhook deleted behind its back is created
+/// again through the handshake, the gap recorded (and shown by `status`),
+/// and events flow again.
+#[test]
+fn listen_creates_a_deleted_webhook_again_and_records_the_gap() {
+    let (_sandbox, base_url) = sandbox();
+    let env = [
+        ("ASANA_TOKEN", "cli-token"),
+        ("ASANA_BASE_URL", base_url.as_str()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.json");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let target = format!("http://{addr}/hooks/heal");
+    let listener = Running::start_logged(
+        &[
+            "listen",
+            "--addr",
+            &addr,
+            "--resource",
+            TASK,
+            "--workspace",
+            WORKSPACE,
+            "--target",
+            &target,
+            "--secrets",
+            secrets.to_str().unwrap(),
+            "--watch-interval-seconds",
+            "1",
+            "--catch-up-interval",
+            "1",
+        ],
+        &env,
+    );
+    let created: serde_json::Value =
+        serde_json::from_str(&listener.line_with("\"created\"")).unwrap();
+    let old = created["webhook_gid"].as_str().unwrap().to_string();
+    let (code, out, err) = run(&["delete", &old], &env);
+    assert_eq!(code, 0, "{out}{err}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !listener.stderr().contains("webhook created again") {
+        assert!(
+            Instant::now() < deadline,
+            "not created again within 30 s; stderr:\n{}",
+            listener.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = |json: bool| {
+        let mut args = vec![
+            "status",
+            "--workspace",
+            WORKSPACE,
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ];
+        if json {
+            args.push("--json");
+        }
+        let (code, out, err) = run(&args, &env);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let report: serde_json::Value = serde_json::from_str(status(true).trim()).unwrap();
+    let webhooks = report["webhooks"].as_array().unwrap();
+    assert_eq!(webhooks.len(), 1, "{report}");
+    assert_ne!(webhooks[0]["gid"], old.as_str());
+    assert_eq!(webhooks[0]["state"], "healthy");
+    assert_eq!(report["gaps"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["gaps"][0]["cause"]["old_gid"], old.as_str());
+    assert_eq!(report["gaps"][0]["resource"], TASK);
+
+    let (code, out, err) = run(
+        &[
+            "trigger",
+            "--resource",
+            TASK,
+            "--action",
+            "changed",
+            "--field",
+            "name",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let line: serde_json::Value = serde_json::from_str(&listener.line_with("\"event\"")).unwrap();
+    assert_eq!(line["event"]["resource"]["gid"], TASK);
+    // Delivered by the new webhook (or, should a catch-up run first,
+    // caught up: both are the event flowing again).
+    if line["source"] == "webhook" {
+        assert_eq!(line["webhook_gid"], webhooks[0]["gid"]);
+    }
+}
