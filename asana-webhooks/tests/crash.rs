@@ -104,7 +104,7 @@ fn start_with(addr: &str, extra: &[&str], printed: &Printed) -> Child {
     let mut child = Command::new(BIN)
         .args(["listen", "--addr", addr])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,asana_webhooks::stop=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log.reopen().unwrap()))
         .spawn()

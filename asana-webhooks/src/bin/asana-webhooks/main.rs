@@ -251,25 +251,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn stop_signal() {
+/// SIGINT (Ctrl-C) and SIGTERM, registered at once: a signal that comes
+/// any time after this returns is a clean stop, never the default death.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -325,6 +326,8 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
         }
         None => None,
     };
+    // Before the socket accepts anything: from then on a signal stops cleanly.
+    let signal = stop_signal().map_err(other)?;
     let receiver = Receiver::builder(store.clone()).build_with_inbox(inbox.clone());
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
@@ -352,7 +355,8 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
     }));
     let signalled = Arc::clone(&stop);
     tokio::spawn(async move {
-        stop_signal().await;
+        signal.await;
+        tracing::debug!(target: "asana_webhooks::stop", "signal received");
         let _ = signalled.send(true);
     });
     // Standard output has a thread of its own: a reader that stops reading
@@ -442,10 +446,23 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
             "deliveries still in flight after {STOP_GRACE:?} are left unanswered; Asana delivers them again"
         );
     }
+    tracing::debug!(target: "asana_webhooks::stop", "receiver stopped");
     let printed = match printed {
         Some(printed) => printed,
-        None => printer.await,
+        // Bounded too: an event whose acknowledgement is not committed by
+        // then is handed out again after a restart.
+        None => match tokio::time::timeout(STOP_GRACE, &mut printer).await {
+            Ok(printed) => printed,
+            Err(_) => {
+                printer.abort();
+                tracing::warn!(
+                    "printing did not stop within {STOP_GRACE:?}; events not acknowledged yet are printed again after a restart"
+                );
+                Ok(Ok(()))
+            }
+        },
     };
+    tracing::debug!(target: "asana_webhooks::stop", "printing stopped");
     for (resource, watch) in late {
         if !watch.is_finished() {
             watch.abort();
@@ -461,6 +478,7 @@ async fn serve_and_print<S: SecretStore + RecoveryStore, I: Inbox>(
         }
     }
     inbox.close();
+    tracing::debug!(target: "asana_webhooks::stop", "inbox closed");
     ready?;
     match printed {
         Ok(result) => result,
@@ -746,8 +764,7 @@ async fn show_inbox(args: &InboxArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -756,11 +773,26 @@ async fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("error: {}", failure.message);
             ExitCode::from(failure.code)
         }
-    }
+    };
+    // Work still running on the blocking threads (a file write, say) is
+    // crash-safe by design; a stop must not wait for it without bound.
+    runtime.shutdown_timeout(STOP_GRACE);
+    tracing::debug!(target: "asana_webhooks::stop", "runtime shut down");
+    code
 }
