@@ -205,8 +205,14 @@ impl<S: SecretStore + RecoveryStore, I: Inbox> CatchUp<S, I> {
             }
         };
         let target = target.unwrap_or_else(|| TargetKey::from_path_and_query("/"));
+        self.run_resource(resource, &target).await
+    }
+
+    /// Catches up `resource`, its events stored under `target`, and
+    /// settles its open gaps.
+    async fn run_resource(&self, resource: &str, target: &TargetKey) -> CatchUpReport {
         let outcome =
-            sync::catch_up(&self.client, &self.store, &self.inbox, resource, &target).await;
+            sync::catch_up(&self.client, &self.store, &self.inbox, resource, target).await;
         match &outcome {
             Ok(run) => {
                 crate::metrics::catch_up("ok", run.added, run.duplicates);
@@ -237,7 +243,8 @@ impl<S: SecretStore + RecoveryStore, I: Inbox> CatchUp<S, I> {
     /// interval (a lease per resource, held for the interval).
     pub async fn run_round(&self) -> Result<Vec<CatchUpReport>, StoreError> {
         let mut reports = Vec::new();
-        for resource in self.resources().await?.into_keys() {
+        // Read once a round: each resource's target goes with it.
+        for (resource, target) in self.resources().await? {
             let lease = format!("catch-up:{resource}");
             if !self
                 .store
@@ -251,7 +258,7 @@ impl<S: SecretStore + RecoveryStore, I: Inbox> CatchUp<S, I> {
                 });
                 continue;
             }
-            reports.push(self.run_now(&resource).await);
+            reports.push(self.run_resource(&resource, &target).await);
         }
         Ok(reports)
     }

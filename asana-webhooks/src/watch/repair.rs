@@ -68,10 +68,7 @@ pub(crate) async fn recreate<S: SecretStore + RecoveryStore>(
 ) -> Result<RepairOutcome, Error> {
     let old_gid = health.gid.clone();
     let lease = format!("recreate:{old_gid}");
-    if !store.try_lease(&lease, holder, REPAIR_LEASE).await? {
-        return Ok(RepairOutcome::NotHere);
-    }
-    let outcome = async {
+    under_lease(store, &lease, holder, async {
         // Read again under the lease: an instance that finished the repair
         // forgot the old secret.
         let Some(record) = store.by_gid(&old_gid).await? else {
@@ -104,12 +101,8 @@ pub(crate) async fn recreate<S: SecretStore + RecoveryStore>(
             new_gid,
             gap,
         })
-    }
-    .await;
-    // A failed repair gives the lease up at once, so the next check (of
-    // any instance) tries again; a finished one leaves nothing to guard.
-    let _ = store.release_lease(&lease, holder).await;
-    outcome
+    })
+    .await
 }
 
 /// Deletes a webhook on one of our targets whose secret is not stored (its
@@ -131,10 +124,7 @@ pub(crate) async fn replace<S: SecretStore + RecoveryStore>(
         });
     };
     let lease = format!("replace:{old_gid}");
-    if !store.try_lease(&lease, holder, REPAIR_LEASE).await? {
-        return Ok(RepairOutcome::NotHere);
-    }
-    let outcome = async {
+    under_lease(store, &lease, holder, async {
         // Asana refuses a second webhook on one resource and target, so
         // the old one goes first. A process that dies between the delete
         // and the create leaves no webhook and no record: the webhook was
@@ -172,9 +162,25 @@ pub(crate) async fn replace<S: SecretStore + RecoveryStore>(
             new_gid,
             gap,
         })
+    })
+    .await
+}
+
+/// Runs `repair` under the lease `name`, or answers `NotHere` when
+/// another instance holds it. The lease is given up afterwards: a failed
+/// repair is tried again by the next check of any instance, a finished
+/// one leaves nothing to guard.
+async fn under_lease<S: RecoveryStore>(
+    store: &S,
+    name: &str,
+    holder: &str,
+    repair: impl std::future::Future<Output = Result<RepairOutcome, Error>>,
+) -> Result<RepairOutcome, Error> {
+    if !store.try_lease(name, holder, REPAIR_LEASE).await? {
+        return Ok(RepairOutcome::NotHere);
     }
-    .await;
-    let _ = store.release_lease(&lease, holder).await;
+    let outcome = repair.await;
+    let _ = store.release_lease(name, holder).await;
     outcome
 }
 
